@@ -1,0 +1,124 @@
+// The route table follows openapi.yaml: every POST operation is served under /v3/, /v3beta/ and
+// /v3alpha/ by one pipeline — read the body, parse it losslessly, validate it against the operation's
+// schema, decode it, call etcd, encode the answer as etcd's gateway does.
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import express from 'express';
+import type { ApiSpec, Operation } from './openapi';
+import type { GrpcMessage, RequestContext, UnaryHandler } from './context';
+import type { EtcdClient } from '../etcd/client';
+import { decode, encode, normalizeNames } from '../codec/codec';
+import { parseJson, JsonSyntaxError } from '../json/parse';
+import { GatewayError, GrpcCode, invalidArgument, fromGrpcError } from '../errors';
+import type { ObjectShape } from '../codec/shape';
+
+/** Every API path is reachable under these prefixes; the spec lists the /v3/ form. */
+export const API_PREFIX = /^\/v3(?:beta|alpha)?(\/.*)$/;
+
+export interface Route {
+  operation: Operation;
+  serve(req: express.Request, res: express.Response): Promise<void>;
+}
+
+export function sendJson(res: ServerResponse, status: number, body: unknown, extraHeaders?: Record<string, string>): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'Content-Type': 'application/json',
+    'Content-Length': Buffer.byteLength(text),
+    ...extraHeaders,
+  });
+  res.end(text);
+}
+
+export function sendError(res: ServerResponse, err: unknown, extraHeaders?: Record<string, string>): void {
+  const e = err instanceof GatewayError ? err : fromGrpcError(err);
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  sendJson(res, e.httpStatus, e.body(), extraHeaders);
+}
+
+/** A body that is empty or `null` is the empty message, as in etcd's gateway. */
+export function parseBody(raw: unknown): Record<string, unknown> {
+  const text = Buffer.isBuffer(raw) ? raw.toString('utf8') : '';
+  if (text.trim() === '') return {};
+  let value: unknown;
+  try {
+    value = parseJson(text);
+  } catch (e) {
+    if (e instanceof JsonSyntaxError) throw invalidArgument(`request body is not valid JSON: ${e.message}`);
+    throw e;
+  }
+  if (value === null) return {};
+  if (typeof value !== 'object' || Array.isArray(value)) {
+    throw invalidArgument(`request body must be a JSON object, got ${Array.isArray(value) ? 'an array' : typeof value}`);
+  }
+  return value as Record<string, unknown>;
+}
+
+function rawBodyReader(maxBodyBytes: number): express.RequestHandler {
+  // The Content-Type is ignored, as etcd's gateway does: `curl -d` sends form encoding.
+  return express.raw({ type: () => true, limit: maxBodyBytes });
+}
+
+function readBody(reader: express.RequestHandler, req: express.Request, res: express.Response): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    reader(req, res, (err?: unknown) => {
+      if (!err) return resolve(req.body);
+      const e = err as { type?: string; limit?: number };
+      if (e.type === 'entity.too.large') {
+        reject(new GatewayError(GrpcCode.RESOURCE_EXHAUSTED, `request body is larger than the limit of ${e.limit} bytes`, 413));
+      } else {
+        reject(invalidArgument(`request body could not be read: ${(err as Error).message}`));
+      }
+    });
+  });
+}
+
+export function unaryRoute(
+  spec: ApiSpec,
+  operation: Operation,
+  handler: UnaryHandler,
+  etcd: EtcdClient,
+  maxBodyBytes: number,
+): Route {
+  if (!operation.requestSchema || !operation.responseSchema) {
+    throw new Error(`operation ${operation.operationId} needs request and response schemas`);
+  }
+  const requestName = operation.requestSchema;
+  const requestShape: ObjectShape = spec.requestShape(requestName);
+  const responseShape: ObjectShape = spec.shapes.objectComponent(operation.responseSchema);
+  const reader = rawBodyReader(maxBodyBytes);
+  return {
+    operation,
+    async serve(req, res) {
+      const aborter = new AbortController();
+      res.on('close', () => {
+        if (!res.writableFinished) aborter.abort();
+      });
+      try {
+        const body = parseBody(await readBody(reader, req, res));
+        normalizeNames(requestShape, body);
+        spec.check(requestName, body);
+        const ctx: RequestContext = { etcd, signal: aborter.signal };
+        const answer: GrpcMessage = await handler(decode(requestShape, body), ctx);
+        sendJson(res, 200, encode(responseShape, answer));
+      } catch (err) {
+        sendError(res, err);
+      }
+    },
+  };
+}
+
+export function notFound(req: IncomingMessage): GatewayError {
+  return new GatewayError(GrpcCode.NOT_FOUND, `no such route: ${req.method} ${(req.url ?? '').split('?')[0]}`, 404);
+}
+
+export function methodNotAllowed(req: IncomingMessage, allowed: string): GatewayError {
+  return new GatewayError(
+    GrpcCode.UNIMPLEMENTED,
+    `method ${req.method} is not allowed on ${(req.url ?? '').split('?')[0]}: use ${allowed}`,
+    405,
+  );
+}

@@ -1,0 +1,98 @@
+// One typed, validated configuration object, from the environment and the matching command-line flags
+// (a flag wins over its variable).
+
+import { parseArgs } from 'node:util';
+
+export interface Config {
+  /** etcd client URLs; empty means "start the embedded etcd". */
+  endpoints: string[];
+  host: string;
+  port: number;
+  requestTimeoutMs: number;
+  maxBodyBytes: number;
+  /** Where the embedded etcd keeps its data. */
+  dataDir: string;
+  logLevel: string;
+}
+
+interface Setting {
+  flag: string;
+  env: string;
+  default: string;
+  help: string;
+}
+
+const SETTINGS = {
+  endpoints: { flag: 'etcd-endpoints', env: 'ETCD_ENDPOINTS', default: '', help: 'comma-separated etcd client URLs (http://host:2379,...); unset: start an embedded etcd' },
+  host: { flag: 'host', env: 'HOST', default: '127.0.0.1', help: 'address to listen on' },
+  port: { flag: 'port', env: 'PORT', default: '8080', help: 'port to listen on (0: any free port)' },
+  requestTimeoutMs: { flag: 'request-timeout-ms', env: 'REQUEST_TIMEOUT_MS', default: '5000', help: 'deadline of each request to etcd, in milliseconds' },
+  maxBodyBytes: { flag: 'max-body-bytes', env: 'MAX_BODY_BYTES', default: '2097152', help: 'largest request body accepted (larger: 413)' },
+  dataDir: { flag: 'data-dir', env: 'DATA_DIR', default: './data/etcd', help: 'data directory of the embedded etcd' },
+  logLevel: { flag: 'log-level', env: 'LOG_LEVEL', default: 'info', help: 'fatal, error, warn, info, debug, trace or silent' },
+} satisfies Record<keyof Config, Setting>;
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+export class ConfigError extends Error {}
+
+export function usage(): string {
+  const lines = ['Usage: npm start -- [options]', '', 'Options (each also read from the environment variable shown):'];
+  for (const s of Object.values(SETTINGS) as Setting[]) {
+    lines.push(`  --${s.flag.padEnd(20)} ${s.env.padEnd(20)} ${s.help}${s.default ? ` (default ${s.default})` : ''}`);
+  }
+  lines.push('  --help                                    show this help');
+  lines.push('', 'The embedded etcd runs the binary named by ETCD_BIN, or `etcd` from PATH.');
+  return lines.join('\n');
+}
+
+function integer(name: string, text: string, min: number, max: number): number {
+  if (!/^\d+$/.test(text.trim())) throw new ConfigError(`${name} must be a whole number, got "${text}"`);
+  const n = Number(text.trim());
+  if (n < min || n > max) throw new ConfigError(`${name} must be between ${min} and ${max}, got ${n}`);
+  return n;
+}
+
+function endpointList(text: string): string[] {
+  const list = text.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const e of list) {
+    let url: URL;
+    try {
+      url = new URL(e);
+    } catch {
+      throw new ConfigError(`ETCD_ENDPOINTS: "${e}" is not a URL (expected http://host:port)`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      throw new ConfigError(`ETCD_ENDPOINTS: "${e}" must start with http:// or https://`);
+    }
+    if (!url.port) throw new ConfigError(`ETCD_ENDPOINTS: "${e}" has no port`);
+  }
+  const schemes = new Set(list.map((e) => new URL(e).protocol));
+  if (schemes.size > 1) throw new ConfigError('ETCD_ENDPOINTS: mixes http:// and https:// endpoints');
+  return list;
+}
+
+/** Returns the configuration, or `"help"` when --help was asked for. Throws ConfigError when invalid. */
+export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | 'help' {
+  const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' } };
+  for (const s of Object.values(SETTINGS) as Setting[]) options[s.flag] = { type: 'string' };
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({ args: argv, options, strict: true, allowPositionals: false }));
+  } catch (e) {
+    throw new ConfigError(`${(e as Error).message}\n\n${usage()}`);
+  }
+  if (values.help) return 'help';
+  const get = (s: Setting): string => (values[s.flag] as string | undefined) ?? env[s.env] ?? s.default;
+  const logLevel = get(SETTINGS.logLevel);
+  if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
+  return {
+    endpoints: endpointList(get(SETTINGS.endpoints)),
+    host: get(SETTINGS.host),
+    port: integer('PORT', get(SETTINGS.port), 0, 65535),
+    requestTimeoutMs: integer('REQUEST_TIMEOUT_MS', get(SETTINGS.requestTimeoutMs), 1, 600_000),
+    maxBodyBytes: integer('MAX_BODY_BYTES', get(SETTINGS.maxBodyBytes), 1, 1 << 30),
+    dataDir: get(SETTINGS.dataDir),
+    logLevel,
+  };
+}

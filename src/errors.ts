@@ -1,0 +1,81 @@
+// One error type for everything the gateway answers with a non-2xx status, shaped as etcd's gateway
+// shapes it: {"error": m, "message": m, "code": grpcCode}, HTTP status from grpc-gateway v1's table.
+
+export const GrpcCode = {
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  ABORTED: 10,
+  OUT_OF_RANGE: 11,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  DATA_LOSS: 15,
+  UNAUTHENTICATED: 16,
+} as const;
+
+/** grpc-gateway v1 `HTTPStatusFromCode`, which etcd 3.4's gateway uses. */
+const HTTP_STATUS_BY_CODE: readonly number[] = [
+  200, 408, 500, 400, 504, 404, 409, 403, 429, 412, 409, 400, 501, 500, 503, 500, 401,
+];
+
+export function httpStatusFromGrpcCode(code: number): number {
+  return HTTP_STATUS_BY_CODE[code] ?? 500;
+}
+
+export class GatewayError extends Error {
+  constructor(
+    readonly code: number,
+    message: string,
+    /** Set when the HTTP status is not the one grpc-gateway derives from `code` (413, 404 routes...). */
+    readonly httpStatusOverride?: number,
+  ) {
+    super(message);
+  }
+
+  get httpStatus(): number {
+    return this.httpStatusOverride ?? httpStatusFromGrpcCode(this.code);
+  }
+
+  body(): { error: string; message: string; code: number } {
+    return { error: this.message, message: this.message, code: this.code };
+  }
+}
+
+export function invalidArgument(message: string): GatewayError {
+  return new GatewayError(GrpcCode.INVALID_ARGUMENT, message);
+}
+
+interface GrpcLikeError {
+  code?: unknown;
+  details?: unknown;
+  message?: unknown;
+}
+
+/** Turns whatever a gRPC call rejected with into a GatewayError, keeping etcd's code and message. */
+export function fromGrpcError(err: unknown): GatewayError {
+  if (err instanceof GatewayError) return err;
+  const e = (err ?? {}) as GrpcLikeError;
+  if (typeof e.code === 'number' && e.code >= 0 && e.code <= 16) {
+    const details = typeof e.details === 'string' && e.details ? e.details : String(e.message ?? '');
+    return new GatewayError(e.code, describeTransportError(e.code, details));
+  }
+  return new GatewayError(GrpcCode.INTERNAL, err instanceof Error ? err.message : String(err));
+}
+
+/** etcd's own messages pass through untouched; grpc-js's transport messages get a prefix that says the
+ *  gateway could not reach etcd, since a client reading "No connection established" cannot tell who failed. */
+function describeTransportError(code: number, details: string): string {
+  if (code === GrpcCode.UNAVAILABLE && !details.startsWith('etcdserver:')) return `etcd unavailable: ${details}`;
+  if (code === GrpcCode.DEADLINE_EXCEEDED && details === 'Deadline exceeded') {
+    return 'context deadline exceeded: etcd did not answer within the request deadline';
+  }
+  return details;
+}

@@ -1,0 +1,106 @@
+// All access to etcd goes through this module. It uses the `etcd3` package only as a gRPC transport
+// (its generated service clients over one HTTP/2 connection per endpoint) and owns what etcd3's pool
+// gets wrong for a gateway: no automatic retry of writes, a deadline on every attempt, gRPC keepalive to
+// notice dead members, no circuit breaker that blocks a healthy member, and gRPC codes kept intact.
+
+import * as grpc from '@grpc/grpc-js';
+import { Host } from 'etcd3/lib/connection-pool';
+import { fromGrpcError, GrpcCode } from '../errors';
+
+export type Service = 'KV' | 'Watch' | 'Lease' | 'Cluster' | 'Maintenance' | 'Auth';
+
+export interface EtcdClientOptions {
+  endpoints: string[];
+  /** Deadline of one request to etcd, all attempts included. */
+  requestTimeoutMs: number;
+}
+
+export interface CallOptions {
+  /** Reads may be sent again to another member when one is unavailable; writes never are. */
+  idempotent: boolean;
+  metadata?: grpc.Metadata;
+  /** Absolute deadline (ms since epoch); defaults to now + requestTimeoutMs. */
+  deadline?: number;
+  signal?: AbortSignal;
+}
+
+type UnaryMethod = (
+  req: unknown,
+  md: grpc.Metadata,
+  opts: grpc.CallOptions,
+  cb: (err: grpc.ServiceError | null, res: unknown) => void,
+) => grpc.ClientUnaryCall;
+
+const CHANNEL_OPTIONS: grpc.ChannelOptions = {
+  // etcd answers up to max-request-bytes + 512 KiB by default, and more when configured: never cap replies.
+  'grpc.max_receive_message_length': -1,
+  'grpc.max_send_message_length': -1,
+  // etcd refuses client pings more often than every 5 s; a dead member is noticed within ~15 s.
+  'grpc.keepalive_time_ms': 10_000,
+  'grpc.keepalive_timeout_ms': 5_000,
+  'grpc.keepalive_permit_without_calls': 1,
+  // Reconnect quickly after an etcd restart rather than backing off for up to two minutes.
+  'grpc.initial_reconnect_backoff_ms': 100,
+  'grpc.max_reconnect_backoff_ms': 2_000,
+};
+
+/** The request never left the gateway, so even a write may go to another member. */
+function neverSent(err: grpc.ServiceError): boolean {
+  return err.code === GrpcCode.UNAVAILABLE && /No connection established|ECONNREFUSED/.test(err.details ?? '');
+}
+
+export class EtcdClient {
+  private readonly hosts: Host[];
+  /** Requests stick to one member until it fails, so a client reads its own writes from one place. */
+  private current = 0;
+
+  constructor(readonly options: EtcdClientOptions) {
+    if (options.endpoints.length === 0) throw new Error('no etcd endpoints');
+    const credentials = grpc.credentials.createInsecure();
+    const noRetry = { execute: <T>(fn: () => T) => fn() };
+    this.hosts = options.endpoints.map(
+      (e) => new Host(e, credentials, CHANNEL_OPTIONS, noRetry as unknown as ConstructorParameters<typeof Host>[3]),
+    );
+  }
+
+  /** One unary gRPC call; rejects with a GatewayError carrying etcd's code and message. */
+  async unary<T = Record<string, unknown>>(service: Service, method: string, request: unknown, opts: CallOptions): Promise<T> {
+    const deadline = opts.deadline ?? Date.now() + this.options.requestTimeoutMs;
+    let lastError: grpc.ServiceError | undefined;
+    for (let attempt = 0; attempt < this.hosts.length; attempt++) {
+      const index = (this.current + attempt) % this.hosts.length;
+      try {
+        return (await this.callOnce(this.hosts[index], service, method, request, opts, deadline)) as T;
+      } catch (e) {
+        const err = e as grpc.ServiceError;
+        lastError = err;
+        const retryable = err.code === GrpcCode.UNAVAILABLE && (opts.idempotent || neverSent(err));
+        if (!retryable || Date.now() >= deadline) break;
+        if (this.current === index) this.current = (index + 1) % this.hosts.length;
+      }
+    }
+    throw fromGrpcError(lastError);
+  }
+
+  private callOnce(host: Host, service: Service, method: string, request: unknown, opts: CallOptions, deadline: number): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const client = host.getServiceClient(service) as unknown as Record<string, UnaryMethod>;
+      const call = client[method].call(client, request, opts.metadata ?? new grpc.Metadata(), { deadline }, (err, res) =>
+        err ? reject(err) : resolve(res),
+      );
+      if (opts.signal) {
+        if (opts.signal.aborted) call.cancel();
+        else opts.signal.addEventListener('abort', () => call.cancel(), { once: true });
+      }
+    });
+  }
+
+  /** The client URL of the member requests currently go to (for messages and /version). */
+  get currentEndpoint(): string {
+    return this.options.endpoints[this.current];
+  }
+
+  close(): void {
+    for (const host of this.hosts) host.close();
+  }
+}
