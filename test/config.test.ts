@@ -1,0 +1,55 @@
+// Configuration: flags override the environment, defaults apply, bad values are refused with a
+// message that names the setting.
+
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { ConfigError, loadConfig, usage } from '../src/config';
+
+describe('config', () => {
+  it('has defaults for everything: no endpoints means the embedded etcd', () => {
+    assert.deepEqual(loadConfig([], {}), {
+      endpoints: [],
+      host: '127.0.0.1',
+      port: 8080,
+      requestTimeoutMs: 5000,
+      maxBodyBytes: 2097152,
+      dataDir: './data/etcd',
+      logLevel: 'info',
+    });
+  });
+
+  it('reads the environment, and a flag wins over its variable', () => {
+    const env = { ETCD_ENDPOINTS: 'http://10.0.0.1:2379, http://10.0.0.2:2379', PORT: '9000', HOST: '::1' };
+    const fromEnv = loadConfig([], env);
+    assert.ok(fromEnv !== 'help');
+    assert.deepEqual(fromEnv.endpoints, ['http://10.0.0.1:2379', 'http://10.0.0.2:2379']);
+    assert.equal(fromEnv.port, 9000);
+    assert.equal(fromEnv.host, '::1');
+    const fromFlags = loadConfig(['--port', '9100', '--etcd-endpoints=https://e:2379', '--log-level', 'warn'], env);
+    assert.ok(fromFlags !== 'help');
+    assert.equal(fromFlags.port, 9100);
+    assert.deepEqual(fromFlags.endpoints, ['https://e:2379']);
+    assert.equal(fromFlags.logLevel, 'warn');
+  });
+
+  it('answers --help with the usage, listing every variable', () => {
+    assert.equal(loadConfig(['--help'], {}), 'help');
+    for (const name of ['ETCD_ENDPOINTS', 'PORT', 'HOST', 'REQUEST_TIMEOUT_MS', 'MAX_BODY_BYTES', 'DATA_DIR', 'LOG_LEVEL']) {
+      assert.match(usage(), new RegExp(name));
+    }
+  });
+
+  it('refuses bad values, naming the setting', () => {
+    const cases: [string[], Record<string, string>, RegExp][] = [
+      [[], { PORT: 'eighty' }, /PORT must be a whole number/],
+      [[], { PORT: '70000' }, /PORT must be between 0 and 65535/],
+      [[], { ETCD_ENDPOINTS: 'localhost:2379' }, /ETCD_ENDPOINTS: "localhost:2379" must start with http:\/\/ or https:\/\//],
+      [[], { ETCD_ENDPOINTS: 'http://a' }, /has no port/],
+      [[], { ETCD_ENDPOINTS: 'http://a:1,https://b:2' }, /mixes http/],
+      [[], { REQUEST_TIMEOUT_MS: '0' }, /REQUEST_TIMEOUT_MS must be between/],
+      [[], { LOG_LEVEL: 'loud' }, /LOG_LEVEL must be one of/],
+      [['--bogus'], {}, /Unknown option '--bogus'/],
+    ];
+    for (const [argv, env, message] of cases) assert.throws(() => loadConfig(argv, env), (e: unknown) => e instanceof ConfigError && message.test(e.message));
+  });
+});
