@@ -116,6 +116,7 @@ describe('KV input', () => {
       await refused('/v3/kv/range', `{"key":"YQ==","limit":1.0}`, '/limit: must be an integer without fraction or exponent, got 1.0');
       await refused('/v3/kv/range', `{"key":"YQ==","limit":1e2}`, '/limit: must be an integer without fraction or exponent, got 1e2');
       await refused('/v3/kv/range', { key: b64('a'), limit: '0x10' }, '/limit: must be a decimal integer');
+      await refused('/v3/kv/range', { key: b64('a'), limit: '007' }, '/limit: must be a decimal integer');
       await refused('/v3/kv/range', `{"key":"YQ==","revision":99999999999999999999}`, '/revision: 99999999999999999999 is out of range for an int64');
       await refused('/v3/kv/range', { key: b64('a'), revision: '-9223372036854775809' }, '/revision: -9223372036854775809 is out of range for an int64');
       await refused('/v3/kv/range', { key: b64('a'), sort_order: 'descend' }, '/sort_order: must be one of NONE, ASCEND, DESCEND, 0, 1, 2');

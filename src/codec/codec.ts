@@ -16,7 +16,7 @@ type Json = Record<string, unknown>;
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
 const UINT64_MAX = 2n ** 64n - 1n;
-const DECIMAL = /^\s*-?[0-9]+\s*$/;
+const DECIMAL = /^\s*-?(0|[1-9][0-9]*)\s*$/;
 
 function pointer(path: string, key: string | number): string {
   return `${path}/${String(key).replace(/~/g, '~0').replace(/\//g, '~1')}`;
