@@ -8,29 +8,69 @@ import { kvHandlers } from './api/kv';
 import { gatewayHandlers, type HttpHandler } from './api/gateway';
 import type { UnaryHandler } from './api/context';
 import { API_PREFIX, methodNotAllowed, notFound, sendError, unaryRoute, type Route } from './api/router';
+import { WatchCodec, watchRoute } from './api/watch';
 import type { EtcdClient } from './etcd/client';
+import { WatchHub } from './streams/watch-hub';
+import { attachWebSockets } from './streams/websocket';
+import type http from 'node:http';
+
+export interface StreamSettings {
+  watchStreams: number;
+  maxWatchesPerConnection: number;
+  maxWatchConnections: number;
+  sendBufferBytes: number;
+  pingIntervalMs: number;
+}
+
+export const DEFAULT_STREAM_SETTINGS: StreamSettings = {
+  watchStreams: 4,
+  maxWatchesPerConnection: 1000,
+  maxWatchConnections: 10_000,
+  sendBufferBytes: 4 * 1024 * 1024,
+  pingIntervalMs: 30_000,
+};
 
 export interface AppOptions {
   etcd: EtcdClient;
   maxBodyBytes: number;
+  streams?: StreamSettings;
   spec?: ApiSpec;
 }
 
-/** Every handler by operationId; a test checks it against the operations of openapi.yaml. */
-export function handlerTable(etcd: EtcdClient): { unary: Record<string, UnaryHandler>; http: Record<string, HttpHandler> } {
-  return { unary: { ...kvHandlers }, http: gatewayHandlers(etcd) };
+export interface Gateway {
+  app: express.Express;
+  hub: WatchHub;
+  /** Adds the WebSocket endpoints to the server the app is mounted on. */
+  attach(server: http.Server): void;
+  /** Closes WebSockets (1001) and every etcd stream. */
+  close(): void;
 }
 
-export function buildApp(opts: AppOptions): express.Express {
+/** Every handler by operationId; a test checks it against the operations of openapi.yaml. */
+export function handlerTable(
+  etcd: EtcdClient,
+  hub: WatchHub,
+): { unary: Record<string, UnaryHandler>; stream: string[]; http: Record<string, HttpHandler> } {
+  return { unary: { ...kvHandlers }, stream: ['Watch_Watch'], http: gatewayHandlers(etcd, hub) };
+}
+
+export function buildGateway(opts: AppOptions): Gateway {
   const spec = opts.spec ?? new ApiSpec();
-  const handlers = handlerTable(opts.etcd);
+  const streams = opts.streams ?? DEFAULT_STREAM_SETTINGS;
+  const hub = new WatchHub(opts.etcd, { streams: streams.watchStreams, maxWatchesPerConnection: streams.maxWatchesPerConnection });
+  const codec = new WatchCodec(spec);
+  const limits = { maxConnections: streams.maxWatchConnections, sendBufferBytes: streams.sendBufferBytes };
+  const handlers = handlerTable(opts.etcd, hub);
   const app = express();
   app.disable('x-powered-by');
   app.disable('etag');
 
   const apiRoutes = new Map<string, Route>();
   for (const op of spec.operations) {
-    if (op.method === 'post') {
+    if (op.stream) {
+      if (!handlers.stream.includes(op.operationId)) throw new Error(`no handler for operation ${op.operationId}`);
+      apiRoutes.set(op.path, watchRoute(op, hub, codec, limits, opts.maxBodyBytes));
+    } else if (op.method === 'post') {
       const handler = handlers.unary[op.operationId];
       if (!handler) throw new Error(`no handler for operation ${op.operationId}`);
       apiRoutes.set(op.path, unaryRoute(spec, op, handler, opts.etcd, opts.maxBodyBytes));
@@ -70,5 +110,16 @@ export function buildApp(opts: AppOptions): express.Express {
     res.redirect('/docs/');
   });
   app.use((req, res) => sendError(res, notFound(req)));
-  return app;
+
+  let sockets: { close(): void } | undefined;
+  return {
+    app,
+    hub,
+    attach(server) {
+      sockets = attachWebSockets(server, { hub, codec, ...limits, pingIntervalMs: streams.pingIntervalMs, maxMessageBytes: opts.maxBodyBytes });
+    },
+    close() {
+      sockets?.close();
+    },
+  };
 }

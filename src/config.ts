@@ -13,6 +13,11 @@ export interface Config {
   /** Where the embedded etcd keeps its data. */
   dataDir: string;
   logLevel: string;
+  watchStreams: number;
+  maxWatchesPerConnection: number;
+  maxWatchConnections: number;
+  sendBufferBytes: number;
+  pingIntervalMs: number;
 }
 
 interface Setting {
@@ -30,6 +35,11 @@ const SETTINGS = {
   maxBodyBytes: { flag: 'max-body-bytes', env: 'MAX_BODY_BYTES', default: '2097152', help: 'largest request body accepted (larger: 413)' },
   dataDir: { flag: 'data-dir', env: 'DATA_DIR', default: './data/etcd', help: 'data directory of the embedded etcd' },
   logLevel: { flag: 'log-level', env: 'LOG_LEVEL', default: 'info', help: 'fatal, error, warn, info, debug, trace or silent' },
+  watchStreams: { flag: 'watch-streams', env: 'WATCH_STREAMS', default: '4', help: 'etcd Watch streams that all client watches share' },
+  maxWatchesPerConnection: { flag: 'max-watches-per-connection', env: 'MAX_WATCHES_PER_CONNECTION', default: '1000', help: 'watches one HTTP stream or WebSocket may hold' },
+  maxWatchConnections: { flag: 'max-watch-connections', env: 'MAX_WATCH_CONNECTIONS', default: '10000', help: 'open watch streams and WebSockets, in all' },
+  sendBufferBytes: { flag: 'send-buffer-bytes', env: 'SEND_BUFFER_BYTES', default: '4194304', help: 'bytes waiting to be sent to one client before it is cut off as too slow' },
+  pingIntervalMs: { flag: 'ws-ping-interval-ms', env: 'WS_PING_INTERVAL_MS', default: '30000', help: 'WebSocket ping interval; a peer silent for two intervals is dropped' },
 } satisfies Record<keyof Config, Setting>;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -39,9 +49,9 @@ export class ConfigError extends Error {}
 export function usage(): string {
   const lines = ['Usage: npm start -- [options]', '', 'Options (each also read from the environment variable shown):'];
   for (const s of Object.values(SETTINGS) as Setting[]) {
-    lines.push(`  --${s.flag.padEnd(20)} ${s.env.padEnd(20)} ${s.help}${s.default ? ` (default ${s.default})` : ''}`);
+    lines.push(`  --${s.flag.padEnd(28)} ${s.env.padEnd(28)} ${s.help}${s.default ? ` (default ${s.default})` : ''}`);
   }
-  lines.push('  --help                                    show this help');
+  lines.push('  --help                                          show this help');
   lines.push('', 'The embedded etcd runs the binary named by ETCD_BIN, or `etcd` from PATH.');
   return lines.join('\n');
 }
@@ -94,5 +104,10 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | 'he
     maxBodyBytes: integer('MAX_BODY_BYTES', get(SETTINGS.maxBodyBytes), 1, 1 << 30),
     dataDir: get(SETTINGS.dataDir),
     logLevel,
+    watchStreams: integer('WATCH_STREAMS', get(SETTINGS.watchStreams), 1, 256),
+    maxWatchesPerConnection: integer('MAX_WATCHES_PER_CONNECTION', get(SETTINGS.maxWatchesPerConnection), 1, 1_000_000),
+    maxWatchConnections: integer('MAX_WATCH_CONNECTIONS', get(SETTINGS.maxWatchConnections), 1, 10_000_000),
+    sendBufferBytes: integer('SEND_BUFFER_BYTES', get(SETTINGS.sendBufferBytes), 1024, 1 << 30),
+    pingIntervalMs: integer('WS_PING_INTERVAL_MS', get(SETTINGS.pingIntervalMs), 100, 3_600_000),
   };
 }

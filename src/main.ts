@@ -5,7 +5,7 @@ import http from 'node:http';
 import path from 'node:path';
 import pino from 'pino';
 import { ConfigError, loadConfig, usage, type Config } from './config';
-import { buildApp } from './app';
+import { buildGateway } from './app';
 import { EtcdClient } from './etcd/client';
 import { ensureEtcdBinary, EtcdMissingError, startEmbeddedEtcd, type EtcdProcess } from './etcd/process';
 
@@ -45,7 +45,9 @@ async function main(): Promise<void> {
   }
 
   const etcd = new EtcdClient({ endpoints, requestTimeoutMs: config.requestTimeoutMs });
-  const server = http.createServer(buildApp({ etcd, maxBodyBytes: config.maxBodyBytes }));
+  const gateway = buildGateway({ etcd, maxBodyBytes: config.maxBodyBytes, streams: config });
+  const server = http.createServer(gateway.app);
+  gateway.attach(server);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.port, config.host, resolve);
@@ -69,6 +71,7 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'stopping');
+    gateway.close();
     server.close();
     server.closeAllConnections();
     etcd.close();

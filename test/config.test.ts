@@ -15,6 +15,11 @@ describe('config', () => {
       maxBodyBytes: 2097152,
       dataDir: './data/etcd',
       logLevel: 'info',
+      watchStreams: 4,
+      maxWatchesPerConnection: 1000,
+      maxWatchConnections: 10000,
+      sendBufferBytes: 4194304,
+      pingIntervalMs: 30000,
     });
   });
 
@@ -34,7 +39,7 @@ describe('config', () => {
 
   it('answers --help with the usage, listing every variable', () => {
     assert.equal(loadConfig(['--help'], {}), 'help');
-    for (const name of ['ETCD_ENDPOINTS', 'PORT', 'HOST', 'REQUEST_TIMEOUT_MS', 'MAX_BODY_BYTES', 'DATA_DIR', 'LOG_LEVEL']) {
+    for (const name of ['ETCD_ENDPOINTS', 'PORT', 'HOST', 'REQUEST_TIMEOUT_MS', 'MAX_BODY_BYTES', 'DATA_DIR', 'LOG_LEVEL', 'WATCH_STREAMS', 'MAX_WATCHES_PER_CONNECTION', 'MAX_WATCH_CONNECTIONS', 'SEND_BUFFER_BYTES', 'WS_PING_INTERVAL_MS']) {
       assert.match(usage(), new RegExp(name));
     }
   });

@@ -5,6 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { handlerTable } from '../src/app';
 import { EtcdClient } from '../src/etcd/client';
+import { WatchHub } from '../src/streams/watch-hub';
 import { spec, startGateway, type GatewayFixture } from './helpers/gateway';
 
 type Schema = Record<string, unknown>;
@@ -12,18 +13,21 @@ type Schema = Record<string, unknown>;
 describe('openapi.yaml', () => {
   it('has a handler for every operation, and an operation for every handler', () => {
     const client = new EtcdClient({ endpoints: ['http://127.0.0.1:1'], requestTimeoutMs: 1 });
-    const { unary, http } = handlerTable(client);
+    const hub = new WatchHub(client, { streams: 1, maxWatchesPerConnection: 1 });
+    const { unary, stream, http } = handlerTable(client, hub);
     client.close();
     const ops = spec().operations;
-    const postOps = ops.filter((o) => o.method === 'post').map((o) => o.operationId).sort();
+    const postOps = ops.filter((o) => o.method === 'post' && !o.stream).map((o) => o.operationId).sort();
+    const streamOps = ops.filter((o) => o.stream).map((o) => o.operationId).sort();
     const getOps = ops.filter((o) => o.method === 'get').map((o) => o.operationId).sort();
     assert.deepEqual(Object.keys(unary).sort(), postOps);
+    assert.deepEqual([...stream].sort(), streamOps);
     assert.deepEqual(Object.keys(http).sort(), getOps);
     assert.equal(new Set(ops.map((o) => o.operationId)).size, ops.length, 'operationIds are unique');
   });
 
   it('gives every POST operation a request and a response schema, and every API path the /v3/ prefix', () => {
-    for (const op of spec().operations.filter((o) => o.method === 'post')) {
+    for (const op of spec().operations.filter((o) => o.method === 'post' && !o.stream)) {
       assert.ok(op.requestSchema, `${op.operationId} request schema`);
       assert.ok(op.responseSchema, `${op.operationId} response schema`);
       assert.match(op.path, /^\/v3\//);
@@ -66,7 +70,7 @@ describe('openapi.yaml', () => {
       let sent = 0;
       for (const [path, item] of Object.entries(paths)) {
         const op = item.post;
-        if (!op) continue;
+        if (!op || op['x-stream']) continue;
         const content = ((op.requestBody as Schema).content as Record<string, Schema>)['application/json'];
         for (const [name, example] of Object.entries(content.examples as Record<string, { value: unknown }>)) {
           const answer = await gw.post(path, example.value as object);

@@ -1,9 +1,10 @@
-// The gateway's own GET endpoints, shaped as etcd's: /version and /health.
+// The gateway's own GET endpoints: /version and /health shaped as etcd's, and /stats.
 
 import type express from 'express';
 import { sendJson } from './router';
 import type { EtcdClient } from '../etcd/client';
 import { fromGrpcError } from '../errors';
+import type { WatchHub } from '../streams/watch-hub';
 
 export type HttpHandler = (req: express.Request, res: express.Response) => Promise<void>;
 
@@ -25,8 +26,11 @@ async function clusterVersion(endpoint: string, serverVersion: string): Promise<
   return serverVersion.replace(/^(\d+\.\d+)\..*$/, '$1.0');
 }
 
-export function gatewayHandlers(etcd: EtcdClient): Record<string, HttpHandler> {
+export function gatewayHandlers(etcd: EtcdClient, hub: WatchHub): Record<string, HttpHandler> {
   return {
+    async Gateway_Stats(_req, res) {
+      sendJson(res, 200, { watch: hub.stats() });
+    },
     async Gateway_Version(_req, res) {
       try {
         const status = await etcd.unary<{ version: string }>('Maintenance', 'Status', {}, { idempotent: true });

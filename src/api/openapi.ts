@@ -21,6 +21,8 @@ export interface Operation {
   requestSchema?: string;
   /** Component name of the 200 response schema. */
   responseSchema?: string;
+  /** `bidi` for operations whose body is a sequence of requests answered by a stream (`x-stream`). */
+  stream?: string;
 }
 
 const DOC_ID = 'openapi.json';
@@ -95,6 +97,7 @@ export class ApiSpec {
           path: p,
           requestSchema: componentName((body?.['application/json']?.schema as Schema | undefined)?.$ref),
           responseSchema: componentName((ok['application/json']?.schema as Schema | undefined)?.$ref),
+          stream: typeof op['x-stream'] === 'string' ? op['x-stream'] : undefined,
         });
       }
     }

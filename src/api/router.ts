@@ -57,12 +57,12 @@ export function parseBody(raw: unknown): Record<string, unknown> {
   return value as Record<string, unknown>;
 }
 
-function rawBodyReader(maxBodyBytes: number): express.RequestHandler {
+export function rawBodyReader(maxBodyBytes: number): express.RequestHandler {
   // The Content-Type is ignored, as etcd's gateway does: `curl -d` sends form encoding.
   return express.raw({ type: () => true, limit: maxBodyBytes });
 }
 
-function readBody(reader: express.RequestHandler, req: express.Request, res: express.Response): Promise<unknown> {
+export function readBody(reader: express.RequestHandler, req: express.Request, res: express.Response): Promise<unknown> {
   return new Promise((resolve, reject) => {
     reader(req, res, (err?: unknown) => {
       if (!err) return resolve(req.body);

@@ -95,6 +95,21 @@ export class EtcdClient {
     });
   }
 
+  /** Opens a bidirectional stream (Watch.Watch, Lease.LeaseKeepAlive) on the current member. The caller
+   *  reports a broken stream with `streamFailed`, so the next one goes to another member. */
+  openStream(service: Service, method: string, metadata: grpc.Metadata): { call: grpc.ClientDuplexStream<unknown, unknown>; host: number } {
+    const host = this.current;
+    const client = this.hosts[host].getServiceClient(service) as unknown as Record<
+      string,
+      (md: grpc.Metadata, opts: grpc.CallOptions) => grpc.ClientDuplexStream<unknown, unknown>
+    >;
+    return { call: client[method].call(client, metadata, {}), host };
+  }
+
+  streamFailed(host: number): void {
+    if (this.current === host) this.current = (host + 1) % this.hosts.length;
+  }
+
   /** The client URL of the member requests currently go to (for messages and /version). */
   get currentEndpoint(): string {
     return this.options.endpoints[this.current];

@@ -4,7 +4,7 @@
 import http from 'node:http';
 import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
-import { buildApp } from '../../src/app';
+import { buildGateway, DEFAULT_STREAM_SETTINGS, type Gateway, type StreamSettings } from '../../src/app';
 import { ApiSpec } from '../../src/api/openapi';
 import { EtcdClient } from '../../src/etcd/client';
 import { startTestEtcd, type TestEtcd } from '../harness/etcd';
@@ -52,7 +52,10 @@ export function assertMatchesContract(path: string, answer: Answer): void {
 export interface GatewayFixture {
   etcd: TestEtcd;
   client: EtcdClient;
+  gateway: Gateway;
   server: http.Server;
+  /** ws:// base URL of the same server. */
+  wsUrl: string;
   url: string;
   /** POST (or another method) to this gateway; every answer is checked against the contract. */
   post(path: string, body?: string | object, init?: RequestInit): Promise<Answer>;
@@ -61,17 +64,28 @@ export interface GatewayFixture {
   close(): Promise<void>;
 }
 
-export async function startGateway(opts: { etcd?: TestEtcd; requestTimeoutMs?: number; maxBodyBytes?: number } = {}): Promise<GatewayFixture> {
+export async function startGateway(
+  opts: { etcd?: TestEtcd; endpoints?: string[]; requestTimeoutMs?: number; maxBodyBytes?: number; streams?: Partial<StreamSettings> } = {},
+): Promise<GatewayFixture> {
   const etcd = opts.etcd ?? (await startTestEtcd());
-  const client = new EtcdClient({ endpoints: [etcd.clientUrl], requestTimeoutMs: opts.requestTimeoutMs ?? 5000 });
-  const server = http.createServer(buildApp({ etcd: client, maxBodyBytes: opts.maxBodyBytes ?? 2 * 1024 * 1024, spec: spec() }));
+  const client = new EtcdClient({ endpoints: opts.endpoints ?? [etcd.clientUrl], requestTimeoutMs: opts.requestTimeoutMs ?? 5000 });
+  const gateway = buildGateway({
+    etcd: client,
+    maxBodyBytes: opts.maxBodyBytes ?? 2 * 1024 * 1024,
+    streams: { ...DEFAULT_STREAM_SETTINGS, ...opts.streams },
+    spec: spec(),
+  });
+  const server = http.createServer(gateway.app);
+  gateway.attach(server);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
     etcd,
     client,
+    gateway,
     server,
     url,
+    wsUrl: url.replace(/^http/, 'ws'),
     async post(path, body, init) {
       const answer = await send(url, path, body, init);
       if (path.startsWith('/v3')) assertMatchesContract(path, answer);
@@ -79,6 +93,7 @@ export async function startGateway(opts: { etcd?: TestEtcd; requestTimeoutMs?: n
     },
     etcdPost: (path, body, init) => send(etcd.clientUrl, path, body, init),
     async close() {
+      gateway.close();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       client.close();
