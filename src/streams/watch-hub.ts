@@ -52,6 +52,8 @@ class Watch {
   state: WatchState = 'creating';
   /** The client has its `created` answer; a create after a broken stream must not repeat it. */
   announced = false;
+  /** A cancel was asked for before the stream broke: send it again once the watch is re-created. */
+  resendCancel = false;
   /** The last revision the client has received completely (0n: none yet). */
   delivered = 0n;
   /** Fragments of one revision are held until the last arrives, so a break never splits a revision. */
@@ -148,7 +150,6 @@ class EtcdWatchStream {
       if (watch.state !== 'duplicate') watch.connection.ended(watch, msg);
       return;
     }
-    if (watch.state !== 'active') return;
     if (msg.fragment) {
       watch.fragments.push(msg);
       return;
@@ -192,12 +193,11 @@ class EtcdWatchStream {
       this.send({ cancel_request: { watch_id: watch.etcdId } });
       return;
     }
-    if (watch.state === 'canceling') {
-      // Canceled by the client while the stream was being rebuilt: finish the cancel now.
+    if (watch.state === 'creating') watch.state = 'active';
+    if (watch.resendCancel) {
+      watch.resendCancel = false;
       this.send({ cancel_request: { watch_id: watch.etcdId } });
-      return;
     }
-    watch.state = 'active';
     if (watch.announced) return;
     watch.announced = true;
     if (!watch.create.start_revision || watch.create.start_revision === '0') {
@@ -237,7 +237,8 @@ class EtcdWatchStream {
     for (const w of watches) {
       if (w.connection.closed) continue;
       w.fragments = [];
-      if (w.state === 'active') w.state = 'creating';
+      if (w.state === 'canceling') w.resendCancel = true;
+      else w.state = 'creating';
       this.add(w);
     }
     for (const c of progress) if (!c.closed) this.progress(c);
