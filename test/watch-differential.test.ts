@@ -6,9 +6,9 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { b64, send, startGateway, withoutIdentity, type GatewayFixture } from './helpers/gateway';
+import { assertSameAnswer, b64, send, startDifferentialPair, startGateway, type GatewayFixture } from './helpers/gateway';
 import { httpWatch, wsWatch } from './helpers/watch-clients';
-import { startTestEtcd, type TestEtcd } from './harness/etcd';
+import type { TestEtcd } from './harness/etcd';
 
 type Write = [path: string, body: object];
 const put = (key: string, value: string): Write => ['/v3/kv/put', { key: b64(key), value: b64(value) }];
@@ -18,12 +18,11 @@ const prefix = (p: string) => ({ key: b64(p), range_end: b64(p.slice(0, -1) + St
 describe('watch answers are identical to etcd gateway answers', () => {
   let reference: TestEtcd;
   let gw: GatewayFixture;
+  let close: () => Promise<void>;
   before(async () => {
-    [reference, gw] = await Promise.all([startTestEtcd(), startGateway()]);
+    ({ reference, gw, close } = await startDifferentialPair());
   });
-  after(async () => {
-    await Promise.all([gw?.close(), reference?.cleanup()]);
-  });
+  after(() => close?.());
 
   async function write(writes: Write[]): Promise<void> {
     for (const [path, body] of writes) {
@@ -32,10 +31,7 @@ describe('watch answers are identical to etcd gateway answers', () => {
     }
   }
 
-  function same(theirs: unknown[], ours: unknown[], what: string): void {
-    assert.deepEqual(withoutIdentity(ours), withoutIdentity(theirs), what);
-    assert.equal(JSON.stringify(withoutIdentity(ours)), JSON.stringify(withoutIdentity(theirs)), `${what}: field order`);
-  }
+  const same = assertSameAnswer;
 
   /** etcd orders the messages of one watch, not the interleaving of several: compare per watch_id. */
   function samePerWatch(theirs: any[], ours: any[], what: string): void { // eslint-disable-line @typescript-eslint/no-explicit-any

@@ -236,12 +236,7 @@ class Parser {
         obj[key] = value;
       }
       if (this.pendingLiteral !== undefined) {
-        if (records === undefined) {
-          records = new Map();
-          literals.set(obj, records);
-        }
-        records.set(key, { value: value as number, text: this.pendingLiteral });
-        this.pendingLiteral = undefined;
+        records = this.recordLiteral(obj, records, key, value);
       } else if (records !== undefined) {
         // A later duplicate key replaced a recorded number.
         records.delete(key);
@@ -260,6 +255,22 @@ class Parser {
     }
   }
 
+  /** Stores the exact text of the number just parsed into `container[key]`. */
+  private recordLiteral(
+    container: object,
+    records: Map<string, RecordedLiteral> | undefined,
+    key: string,
+    value: unknown,
+  ): Map<string, RecordedLiteral> {
+    if (records === undefined) {
+      records = new Map();
+      literals.set(container, records);
+    }
+    records.set(key, { value: value as number, text: this.pendingLiteral as string });
+    this.pendingLiteral = undefined;
+    return records;
+  }
+
   private parseArray(): unknown[] {
     this.enter();
     const arr: unknown[] = [];
@@ -272,14 +283,7 @@ class Parser {
     }
     for (;;) {
       const value = this.parseValue(c);
-      if (this.pendingLiteral !== undefined) {
-        if (records === undefined) {
-          records = new Map();
-          literals.set(arr, records);
-        }
-        records.set(String(arr.length), { value: value as number, text: this.pendingLiteral });
-        this.pendingLiteral = undefined;
-      }
+      if (this.pendingLiteral !== undefined) records = this.recordLiteral(arr, records, String(arr.length), value);
       arr.push(value);
       c = this.skipWhitespace();
       if (c === COMMA) {

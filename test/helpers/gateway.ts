@@ -118,3 +118,16 @@ export function withoutIdentity(value: unknown): unknown {
   }
   return value;
 }
+
+/** Two fresh etcds: `reference` is reached through etcd's own gateway, `gw` is this gateway on the
+ *  other. Given the same writes, both stores go through the same revisions. */
+export async function startDifferentialPair(): Promise<{ reference: TestEtcd; gw: GatewayFixture; close(): Promise<void> }> {
+  const [reference, gw] = await Promise.all([startTestEtcd(), startGateway()]);
+  return { reference, gw, close: async () => void (await Promise.all([gw.close(), reference.cleanup()])) };
+}
+
+/** The same JSON, field order included (etcd writes fields in proto order), identity aside. */
+export function assertSameAnswer(theirs: unknown, ours: unknown, what: string): void {
+  assert.deepEqual(withoutIdentity(ours), withoutIdentity(theirs), what);
+  assert.equal(JSON.stringify(withoutIdentity(ours)), JSON.stringify(withoutIdentity(theirs)), `${what}: field order`);
+}
