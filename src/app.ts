@@ -3,12 +3,19 @@
 
 import express from 'express';
 import swaggerUi from 'swagger-ui-express';
-import { ApiSpec } from './api/openapi';
+import { ApiSpec, type Operation } from './api/openapi';
 import { kvHandlers } from './api/kv';
+import { leaseHandlers } from './api/lease';
+import { clusterHandlers } from './api/cluster';
+import { maintenanceHandlers } from './api/maintenance';
+import { authHandlers } from './api/auth';
+import { lockHandlers } from './api/lock';
+import { keepAliveRoute, serverStreamRoute } from './api/stream-routes';
+import { KeepAliveHub } from './streams/keepalive';
 import { gatewayHandlers, type HttpHandler } from './api/gateway';
 import type { UnaryHandler } from './api/context';
 import { API_PREFIX, methodNotAllowed, notFound, sendError, unaryRoute, type Route } from './api/router';
-import { WatchCodec, watchRoute } from './api/watch';
+import { MessageCodec, watchRoute, type StreamLimits } from './api/watch';
 import type { EtcdClient } from './etcd/client';
 import { WatchHub } from './streams/watch-hub';
 import { attachWebSockets } from './streams/websocket';
@@ -33,6 +40,8 @@ export const DEFAULT_STREAM_SETTINGS: StreamSettings = {
 export interface AppOptions {
   etcd: EtcdClient;
   maxBodyBytes: number;
+  /** Longest wait of a lock or a campaign (default 60 s). */
+  lockWaitMs?: number;
   streams?: StreamSettings;
   spec?: ApiSpec;
 }
@@ -40,40 +49,54 @@ export interface AppOptions {
 export interface Gateway {
   app: express.Express;
   hub: WatchHub;
+  keepalive: KeepAliveHub;
   /** Adds the WebSocket endpoints to the server the app is mounted on. */
   attach(server: http.Server): void;
   /** Closes WebSockets (1001) and every etcd stream. */
   close(): void;
 }
 
+type StreamRouteFactory = (op: Operation) => Route;
+
 /** Every handler by operationId; a test checks it against the operations of openapi.yaml. */
 export function handlerTable(
   etcd: EtcdClient,
-  hub: WatchHub,
-): { unary: Record<string, UnaryHandler>; stream: string[]; http: Record<string, HttpHandler> } {
-  return { unary: { ...kvHandlers }, stream: ['Watch_Watch'], http: gatewayHandlers(etcd, hub) };
+  streams: { hub: WatchHub; keepalive: KeepAliveHub; spec: ApiSpec; limits: StreamLimits; maxBodyBytes: number },
+  lockWaitMs = 60_000,
+): { unary: Record<string, UnaryHandler>; stream: Record<string, StreamRouteFactory>; http: Record<string, HttpHandler> } {
+  const { hub, keepalive, spec, limits, maxBodyBytes } = streams;
+  const codec = (request: string, response: string): MessageCodec => new MessageCodec(spec, request, response);
+  return {
+    unary: { ...kvHandlers, ...leaseHandlers, ...clusterHandlers, ...maintenanceHandlers, ...authHandlers, ...lockHandlers(lockWaitMs) },
+    stream: {
+      Watch_Watch: (op) => watchRoute(op, hub, codec('WatchRequest', 'WatchResponse'), limits, maxBodyBytes),
+      Lease_LeaseKeepAlive: (op) => keepAliveRoute(op, keepalive, codec('LeaseKeepAliveRequest', 'LeaseKeepAliveResponse'), maxBodyBytes),
+      Maintenance_Snapshot: (op) => serverStreamRoute(op, etcd, 'Maintenance', 'Snapshot', codec('Empty', 'SnapshotResponse'), maxBodyBytes),
+      Election_Observe: (op) => serverStreamRoute(op, etcd, 'Election', 'Observe', codec('LeaderRequest', 'LeaderResponse'), maxBodyBytes),
+    },
+    http: gatewayHandlers(etcd, hub),
+  };
 }
 
 export function buildGateway(opts: AppOptions): Gateway {
   const spec = opts.spec ?? new ApiSpec();
   const streams = opts.streams ?? DEFAULT_STREAM_SETTINGS;
   const hub = new WatchHub(opts.etcd, { streams: streams.watchStreams, maxWatchesPerConnection: streams.maxWatchesPerConnection });
-  const codec = new WatchCodec(spec);
+  const keepalive = new KeepAliveHub(opts.etcd, opts.etcd.options.requestTimeoutMs);
   const limits = { maxConnections: streams.maxWatchConnections, sendBufferBytes: streams.sendBufferBytes };
-  const handlers = handlerTable(opts.etcd, hub);
+  const handlers = handlerTable(opts.etcd, { hub, keepalive, spec, limits, maxBodyBytes: opts.maxBodyBytes }, opts.lockWaitMs);
   const app = express();
   app.disable('x-powered-by');
   app.disable('etag');
 
   const apiRoutes = new Map<string, Route>();
   for (const op of spec.operations) {
-    if (op.stream) {
-      if (!handlers.stream.includes(op.operationId)) throw new Error(`no handler for operation ${op.operationId}`);
-      apiRoutes.set(op.path, watchRoute(op, hub, codec, limits, opts.maxBodyBytes));
-    } else if (op.method === 'post') {
-      const handler = handlers.unary[op.operationId];
-      if (!handler) throw new Error(`no handler for operation ${op.operationId}`);
-      apiRoutes.set(op.path, unaryRoute(spec, op, handler, opts.etcd, opts.maxBodyBytes));
+    if (op.method === 'post') {
+      const stream = handlers.stream[op.operationId];
+      const unary = handlers.unary[op.operationId];
+      if (op.stream ? !stream : !unary) throw new Error(`no handler for operation ${op.operationId}`);
+      const route = op.stream ? stream(op) : unaryRoute(spec, op, unary, opts.etcd, opts.maxBodyBytes);
+      for (const p of [op.path, ...op.aliases]) apiRoutes.set(p, route);
     } else {
       const handler = handlers.http[op.operationId];
       if (!handler) throw new Error(`no handler for operation ${op.operationId}`);
@@ -115,11 +138,25 @@ export function buildGateway(opts: AppOptions): Gateway {
   return {
     app,
     hub,
+    keepalive,
     attach(server) {
-      sockets = attachWebSockets(server, { hub, codec, ...limits, pingIntervalMs: streams.pingIntervalMs, maxMessageBytes: opts.maxBodyBytes });
+      sockets = attachWebSockets(server, {
+        etcd: opts.etcd,
+        hub,
+        keepalive,
+        codecs: {
+          watch: new MessageCodec(spec, 'WatchRequest', 'WatchResponse'),
+          keepalive: new MessageCodec(spec, 'LeaseKeepAliveRequest', 'LeaseKeepAliveResponse'),
+          observe: new MessageCodec(spec, 'LeaderRequest', 'LeaderResponse'),
+        },
+        ...limits,
+        pingIntervalMs: streams.pingIntervalMs,
+        maxMessageBytes: opts.maxBodyBytes,
+      });
     },
     close() {
       sockets?.close();
+      keepalive.close();
     },
   };
 }

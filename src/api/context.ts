@@ -1,3 +1,5 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import * as grpc from '@grpc/grpc-js';
 import type { EtcdClient, Service } from '../etcd/client';
 
 /** What a handler gets besides the decoded request: the etcd handle and the client's lifetime. */
@@ -5,6 +7,29 @@ export interface RequestContext {
   etcd: EtcdClient;
   /** Aborted when the HTTP client goes away, so etcd work on its behalf stops too. */
   signal: AbortSignal;
+  /** The caller's etcd credentials (its auth token), sent with this request only. */
+  metadata?: grpc.Metadata;
+}
+
+const GRPC_METADATA_PREFIX = 'grpc-metadata-';
+
+/** etcd credentials and gRPC metadata from HTTP headers, as etcd's gateway forwards them: the raw
+ *  `Authorization` header is the etcd token, and `Grpc-Metadata-<name>` headers become metadata. */
+export function etcdMetadata(headers: IncomingHttpHeaders): grpc.Metadata | undefined {
+  let md: grpc.Metadata | undefined;
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) continue;
+    let key: string | undefined;
+    if (name === 'authorization') key = 'token';
+    else if (name.startsWith(GRPC_METADATA_PREFIX) && name.length > GRPC_METADATA_PREFIX.length) {
+      key = name.slice(GRPC_METADATA_PREFIX.length);
+      if (key === 'authorization') key = 'token';
+    }
+    if (!key || key.endsWith('-bin')) continue;
+    md ??= new grpc.Metadata();
+    md.set(key, Array.isArray(value) ? value.join(', ') : value);
+  }
+  return md;
 }
 
 export type GrpcMessage = Record<string, unknown>;
@@ -12,7 +37,14 @@ export type GrpcMessage = Record<string, unknown>;
 /** A unary API operation: decoded gRPC request in, gRPC response out. */
 export type UnaryHandler = (request: GrpcMessage, ctx: RequestContext) => Promise<GrpcMessage>;
 
-/** A handler that forwards the request to one etcd gRPC method unchanged. */
-export function forward(service: Service, method: string, opts: { idempotent: boolean }): UnaryHandler {
-  return (request, ctx) => ctx.etcd.unary(service, method, request, { idempotent: opts.idempotent, signal: ctx.signal });
+/** A handler that forwards the request to one etcd gRPC method unchanged; `maxWaitMs` replaces the
+ *  request deadline for calls that wait by design (a lock, a campaign). */
+export function forward(service: Service, method: string, opts: { idempotent: boolean; maxWaitMs?: number }): UnaryHandler {
+  return (request, ctx) =>
+    ctx.etcd.unary(service, method, request, {
+      idempotent: opts.idempotent,
+      signal: ctx.signal,
+      metadata: ctx.metadata,
+      deadline: opts.maxWaitMs === undefined ? undefined : Date.now() + opts.maxWaitMs,
+    });
 }

@@ -21,8 +21,11 @@ export interface Operation {
   requestSchema?: string;
   /** Component name of the 200 response schema. */
   responseSchema?: string;
-  /** `bidi` for operations whose body is a sequence of requests answered by a stream (`x-stream`). */
+  /** `bidi` for operations whose body is a sequence of requests answered by a stream, `server` for one
+   *  request answered by a stream (`x-stream`). */
   stream?: string;
+  /** Further paths etcd serves the same operation at (`x-aliases`). */
+  aliases: string[];
 }
 
 const DOC_ID = 'openapi.json';
@@ -98,6 +101,7 @@ export class ApiSpec {
           requestSchema: componentName((body?.['application/json']?.schema as Schema | undefined)?.$ref),
           responseSchema: componentName((ok['application/json']?.schema as Schema | undefined)?.$ref),
           stream: typeof op['x-stream'] === 'string' ? op['x-stream'] : undefined,
+          aliases: Array.isArray(op['x-aliases']) ? (op['x-aliases'] as string[]) : [],
         });
       }
     }

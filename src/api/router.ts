@@ -5,10 +5,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import express from 'express';
 import type { ApiSpec, Operation } from './openapi';
-import type { GrpcMessage, RequestContext, UnaryHandler } from './context';
+import { etcdMetadata, type GrpcMessage, type RequestContext, type UnaryHandler } from './context';
 import type { EtcdClient } from '../etcd/client';
 import { decode, encode, normalizeNames } from '../codec/codec';
-import { parseJson, JsonSyntaxError } from '../json/parse';
+import { parseJson, parseJsonSequence, JsonSyntaxError } from '../json/parse';
 import { GatewayError, GrpcCode, invalidArgument, fromGrpcError } from '../errors';
 import type { ObjectShape } from '../codec/shape';
 
@@ -76,6 +76,18 @@ export function readBody(reader: express.RequestHandler, req: express.Request, r
   });
 }
 
+/** A body of concatenated JSON values (streaming endpoints take several requests in one body). */
+export async function readJsonSequence(reader: express.RequestHandler, req: express.Request, res: express.Response): Promise<unknown[]> {
+  const raw = await readBody(reader, req, res);
+  const text = Buffer.isBuffer(raw) ? raw.toString('utf8') : '';
+  try {
+    return parseJsonSequence(text);
+  } catch (e) {
+    if (e instanceof JsonSyntaxError) throw invalidArgument(`request body is not valid JSON: ${e.message}`);
+    throw e;
+  }
+}
+
 export function unaryRoute(
   spec: ApiSpec,
   operation: Operation,
@@ -101,7 +113,7 @@ export function unaryRoute(
         const body = parseBody(await readBody(reader, req, res));
         normalizeNames(requestShape, body);
         spec.check(requestName, body);
-        const ctx: RequestContext = { etcd, signal: aborter.signal };
+        const ctx: RequestContext = { etcd, signal: aborter.signal, metadata: etcdMetadata(req.headers) };
         const answer: GrpcMessage = await handler(decode(requestShape, body), ctx);
         sendJson(res, 200, encode(responseShape, answer));
       } catch (err) {

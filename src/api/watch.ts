@@ -4,12 +4,11 @@
 
 import type express from 'express';
 import type { ApiSpec, Operation } from './openapi';
-import type { GrpcMessage } from './context';
+import { etcdMetadata, type GrpcMessage } from './context';
 import { decode, encode, normalizeNames } from '../codec/codec';
 import type { ObjectShape } from '../codec/shape';
-import { parseJsonSequence, JsonSyntaxError } from '../json/parse';
 import { GatewayError, GrpcCode, httpStatusFromGrpcCode, invalidArgument, fromGrpcError } from '../errors';
-import { readBody, rawBodyReader, sendError, type Route } from './router';
+import { rawBodyReader, readJsonSequence, sendError, type Route } from './router';
 import type { WatchHub, WatchConnection } from '../streams/watch-hub';
 import { STATUS_CODES } from 'node:http';
 
@@ -19,25 +18,30 @@ export interface StreamLimits {
   sendBufferBytes: number;
 }
 
-/** Decodes client WatchRequests and encodes WatchResponses, with the schemas of openapi.yaml. */
-export class WatchCodec {
+/** Decodes the request messages of one streaming operation and encodes its answers, with the schemas
+ *  of openapi.yaml (the same for HTTP bodies and WebSocket messages). */
+export class MessageCodec {
   private readonly request: ObjectShape;
   private readonly response: ObjectShape;
 
-  constructor(private readonly spec: ApiSpec) {
-    this.request = spec.requestShape('WatchRequest');
-    this.response = spec.shapes.objectComponent('WatchResponse');
+  constructor(
+    private readonly spec: ApiSpec,
+    private readonly requestName: string,
+    responseName: string,
+  ) {
+    this.request = spec.requestShape(requestName);
+    this.response = spec.shapes.objectComponent(responseName);
   }
 
-  /** One parsed JSON value → a gRPC WatchRequest; throws a 400 naming the field. */
+  /** One parsed JSON value → a gRPC request; throws a 400 naming the field. */
   decodeRequest(value: unknown, where = ''): GrpcMessage {
     if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-      throw invalidArgument(`${where || 'request'}: a watch request must be a JSON object`);
+      throw invalidArgument(`${where || 'request'}: must be a JSON object`);
     }
     const body = value as Record<string, unknown>;
     try {
       normalizeNames(this.request, body);
-      this.spec.check('WatchRequest', body);
+      this.spec.check(this.requestName, body);
     } catch (e) {
       if (e instanceof GatewayError && where) throw new GatewayError(e.code, `${where}: ${e.message}`);
       throw e;
@@ -65,22 +69,14 @@ export function slowConsumer(limit: number): GatewayError {
   return new GatewayError(GrpcCode.RESOURCE_EXHAUSTED, `gateway: watch consumer too slow: more than ${limit} bytes waiting to be sent`);
 }
 
-export function watchRoute(operation: Operation, hub: WatchHub, codec: WatchCodec, limits: StreamLimits, maxBodyBytes: number): Route {
+export function watchRoute(operation: Operation, hub: WatchHub, codec: MessageCodec, limits: StreamLimits, maxBodyBytes: number): Route {
   const reader = rawBodyReader(maxBodyBytes);
   return {
     operation,
     async serve(req: express.Request, res: express.Response) {
       let requests: GrpcMessage[];
       try {
-        const raw = await readBody(reader, req, res);
-        const text = Buffer.isBuffer(raw) ? raw.toString('utf8') : '';
-        let values: unknown[];
-        try {
-          values = parseJsonSequence(text);
-        } catch (e) {
-          if (e instanceof JsonSyntaxError) throw invalidArgument(`request body is not valid JSON: ${e.message}`);
-          throw e;
-        }
+        const values = await readJsonSequence(reader, req, res);
         // Every request is checked before any reaches etcd: a bad one refuses the whole body.
         requests = values.map((v, i) => codec.decodeRequest(v, values.length > 1 ? `request ${i + 1}` : ''));
         if (hub.stats().connections >= limits.maxConnections) throw tooManyConnections(limits.maxConnections);
@@ -88,11 +84,16 @@ export function watchRoute(operation: Operation, hub: WatchHub, codec: WatchCode
         sendError(res, err);
         return;
       }
-      res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no' });
-      res.flushHeaders();
+      res.setHeader('Content-Type', 'application/json');
+      res.setHeader('Cache-Control', 'no-store');
       req.socket.setNoDelay(true);
+      // As etcd's gateway, the headers go out with the first message, so a client whose call returns
+      // on the headers (etcd3gw) knows its watch exists. A body that asks for nothing answerable gets
+      // them at once instead of leaving the client hanging.
+      if (!requests.some((r) => r.create_request || r.progress_request)) res.flushHeaders();
       let cutOff = false;
-      const connection: WatchConnection = hub.connect({
+      const connection: WatchConnection = hub.connect(
+        {
         deliver(response) {
           if (cutOff) return;
           // One message per write: each becomes its own HTTP chunk, as etcd3gw expects.
@@ -104,7 +105,9 @@ export function watchRoute(operation: Operation, hub: WatchHub, codec: WatchCode
             setTimeout(() => res.destroy(), 10_000).unref();
           }
         },
-      });
+        },
+        etcdMetadata(req.headers),
+      );
       res.on('close', () => connection.close());
       for (const r of requests) connection.request(r);
     },

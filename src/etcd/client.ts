@@ -3,11 +3,42 @@
 // gets wrong for a gateway: no automatic retry of writes, a deadline on every attempt, gRPC keepalive to
 // notice dead members, no circuit breaker that blocks a healthy member, and gRPC codes kept intact.
 
+import fs from 'node:fs';
+import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
 import { Host } from 'etcd3/lib/connection-pool';
 import { fromGrpcError, GrpcCode } from '../errors';
 
-export type Service = 'KV' | 'Watch' | 'Lease' | 'Cluster' | 'Maintenance' | 'Auth';
+export type Service = 'KV' | 'Watch' | 'Lease' | 'Cluster' | 'Maintenance' | 'Auth' | 'Lock' | 'Election';
+
+type ServiceClient = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
+
+/** etcd's lock and election services are not in the etcd3 package: our protos import its rpc.proto and
+ *  load with its options, so their messages decode exactly like the others. */
+function loadOwnServices(): Record<'Lock' | 'Election', grpc.ServiceClientConstructor> {
+  let dir = __dirname;
+  while (!fs.existsSync(path.join(dir, 'proto', 'v3lock.proto'))) {
+    const up = path.dirname(dir);
+    if (up === dir) throw new Error('proto/v3lock.proto not found');
+    dir = up;
+  }
+  const def = protoLoader.loadSync([path.join(dir, 'proto', 'v3lock.proto'), path.join(dir, 'proto', 'v3election.proto')], {
+    keepCase: true,
+    longs: String,
+    enums: String,
+    defaults: true,
+    oneofs: true,
+    includeDirs: [path.dirname(require.resolve('etcd3/proto/rpc.proto'))],
+  });
+  const pkg = grpc.loadPackageDefinition(def) as unknown as {
+    v3lockpb: { Lock: grpc.ServiceClientConstructor };
+    v3electionpb: { Election: grpc.ServiceClientConstructor };
+  };
+  return { Lock: pkg.v3lockpb.Lock, Election: pkg.v3electionpb.Election };
+}
+
+let ownServices: ReturnType<typeof loadOwnServices> | undefined;
 
 export interface EtcdClientOptions {
   endpoints: string[];
@@ -51,6 +82,7 @@ function neverSent(err: grpc.ServiceError): boolean {
 
 export class EtcdClient {
   private readonly hosts: Host[];
+  private readonly ownClients = new Map<string, ServiceClient>();
   /** Requests stick to one member until it fails, so a client reads its own writes from one place. */
   private current = 0;
 
@@ -70,7 +102,7 @@ export class EtcdClient {
     for (let attempt = 0; attempt < this.hosts.length; attempt++) {
       const index = (this.current + attempt) % this.hosts.length;
       try {
-        return (await this.callOnce(this.hosts[index], service, method, request, opts, deadline)) as T;
+        return (await this.callOnce(index, service, method, request, opts, deadline)) as T;
       } catch (e) {
         const err = e as grpc.ServiceError;
         lastError = err;
@@ -82,9 +114,26 @@ export class EtcdClient {
     throw fromGrpcError(lastError);
   }
 
-  private callOnce(host: Host, service: Service, method: string, request: unknown, opts: CallOptions, deadline: number): Promise<unknown> {
+  /** A service client on one member; lock and election ride on the member's existing channel. */
+  private client(index: number, service: Service): ServiceClient {
+    const host = this.hosts[index];
+    if (service !== 'Lock' && service !== 'Election') return host.getServiceClient(service) as unknown as ServiceClient;
+    const key = `${index}/${service}`;
+    let client = this.ownClients.get(key);
+    if (!client) {
+      ownServices ??= loadOwnServices();
+      const channel = (host.getServiceClient('KV') as unknown as grpc.Client).getChannel();
+      client = new ownServices[service](this.options.endpoints[index].replace(/^https?:\/\//, ''), grpc.credentials.createInsecure(), {
+        channelOverride: channel,
+      }) as ServiceClient;
+      this.ownClients.set(key, client);
+    }
+    return client;
+  }
+
+  private callOnce(host: number, service: Service, method: string, request: unknown, opts: CallOptions, deadline: number): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      const client = host.getServiceClient(service) as unknown as Record<string, UnaryMethod>;
+      const client = this.client(host, service) as unknown as Record<string, UnaryMethod>;
       const call = client[method].call(client, request, opts.metadata ?? new grpc.Metadata(), { deadline }, (err, res) =>
         err ? reject(err) : resolve(res),
       );
@@ -99,11 +148,20 @@ export class EtcdClient {
    *  reports a broken stream with `streamFailed`, so the next one goes to another member. */
   openStream(service: Service, method: string, metadata: grpc.Metadata): { call: grpc.ClientDuplexStream<unknown, unknown>; host: number } {
     const host = this.current;
-    const client = this.hosts[host].getServiceClient(service) as unknown as Record<
+    const client = this.client(host, service) as unknown as Record<
       string,
       (md: grpc.Metadata, opts: grpc.CallOptions) => grpc.ClientDuplexStream<unknown, unknown>
     >;
     return { call: client[method].call(client, metadata, {}), host };
+  }
+
+  /** Opens a server stream (Maintenance.Snapshot, Election.Observe) on the current member. */
+  serverStream(service: Service, method: string, request: unknown, metadata?: grpc.Metadata): grpc.ClientReadableStream<unknown> {
+    const client = this.client(this.current, service) as unknown as Record<
+      string,
+      (req: unknown, md: grpc.Metadata, opts: grpc.CallOptions) => grpc.ClientReadableStream<unknown>
+    >;
+    return client[method].call(client, request, metadata ?? new grpc.Metadata(), {});
   }
 
   streamFailed(host: number): void {
@@ -116,6 +174,7 @@ export class EtcdClient {
   }
 
   close(): void {
+    for (const client of this.ownClients.values()) client.close();
     for (const host of this.hosts) host.close();
   }
 }

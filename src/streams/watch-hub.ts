@@ -93,11 +93,13 @@ class EtcdWatchStream {
   constructor(
     private readonly hub: WatchHub,
     private readonly etcd: EtcdClient,
+    /** The etcd identity (auth token) every watch on this stream runs as. */
+    private readonly credentials: grpc.Metadata | undefined,
   ) {}
 
   private ensureOpen(): grpc.ClientDuplexStream<unknown, unknown> {
     if (this.call) return this.call;
-    const md = new grpc.Metadata();
+    const md = this.credentials?.clone() ?? new grpc.Metadata();
     // A member that loses its leader ends the stream instead of going silent, and the watches move on.
     md.set('hasleader', 'true');
     const { call, host } = this.etcd.openStream('Watch', 'Watch', md);
@@ -121,6 +123,7 @@ class EtcdWatchStream {
     watch.etcdId = String(this.nextEtcdId++);
     this.watches.set(watch.etcdId, watch);
     this.pendingCreates.push(watch);
+    watch.connection.createsInFlight++;
     const create: GrpcMessage = { ...watch.create, watch_id: watch.etcdId };
     if (watch.announced) create.start_revision = watch.resumeRevision().toString();
     this.send({ create_request: create });
@@ -180,6 +183,14 @@ class EtcdWatchStream {
   private onCreated(msg: WatchResponseMsg): void {
     const watch = this.pendingCreates.shift();
     if (!watch) return;
+    try {
+      this.answerCreate(watch, msg);
+    } finally {
+      watch.connection.createAnswered();
+    }
+  }
+
+  private answerCreate(watch: Watch, msg: WatchResponseMsg): void {
     if (msg.watch_id === NO_WATCH) {
       // etcd refused the create (auth, ...): the client gets etcd's answer as is.
       this.watches.delete(watch.etcdId);
@@ -219,6 +230,7 @@ class EtcdWatchStream {
     this.toResume.push(...live);
     this.progressToResend.push(...this.pendingProgress);
     this.watches.clear();
+    for (const w of this.pendingCreates) w.connection.createAnswered();
     this.pendingCreates = [];
     this.pendingProgress = [];
     if (this.reopenTimer) return;
@@ -266,6 +278,9 @@ export class WatchConnection {
   private readonly watches = new Map<string, Watch>();
   private nextId = 0n;
   closed = false;
+  /** Creates sent to etcd and not answered yet: answers the gateway makes itself wait behind them. */
+  createsInFlight = 0;
+  private held: GrpcMessage[] = [];
 
   constructor(
     private readonly hub: WatchHub,
@@ -275,6 +290,20 @@ export class WatchConnection {
 
   get size(): number {
     return this.watches.size;
+  }
+
+  /** An answer of the gateway's own (a limit refusal) keeps its place after earlier creates' answers. */
+  private answerInOrder(response: GrpcMessage): void {
+    if (this.createsInFlight > 0) this.held.push(response);
+    else this.deliver(response);
+  }
+
+  createAnswered(): void {
+    this.createsInFlight--;
+    if (this.createsInFlight > 0 || this.held.length === 0) return;
+    const held = this.held;
+    this.held = [];
+    for (const r of held) this.deliver(r);
   }
 
   deliver(response: GrpcMessage): void {
@@ -292,7 +321,7 @@ export class WatchConnection {
   private create(create: GrpcMessage): void {
     const wanted = String(create.watch_id ?? '0');
     if (this.watches.size >= this.hub.options.maxWatchesPerConnection) {
-      this.deliver({
+      this.answerInOrder({
         watch_id: NO_WATCH,
         created: true,
         canceled: true,
@@ -361,7 +390,8 @@ export class WatchConnection {
 }
 
 export class WatchHub {
-  private readonly pool: Array<EtcdWatchStream | undefined>;
+  /** Shared etcd streams per etcd identity: watches under one auth token never ride another's stream. */
+  private readonly pools = new Map<string, Array<EtcdWatchStream | undefined>>();
   private nextSlot = 0;
   private connectionCount = 0;
   watchCount = 0;
@@ -371,18 +401,22 @@ export class WatchHub {
   constructor(
     private readonly etcd: EtcdClient,
     readonly options: WatchHubOptions,
-  ) {
-    this.pool = new Array(options.streams).fill(undefined);
-  }
+  ) {}
 
-  /** A new client connection, placed on one of the shared etcd streams. */
-  connect(sink: WatchSink): WatchConnection {
-    const slot = this.nextSlot;
-    this.nextSlot = (this.nextSlot + 1) % this.pool.length;
-    let stream = this.pool[slot];
+  /** A new client connection, placed on one of the shared etcd streams of its identity. */
+  connect(sink: WatchSink, credentials?: grpc.Metadata): WatchConnection {
+    const identity = credentials ? JSON.stringify(credentials.toJSON()) : '';
+    let pool = this.pools.get(identity);
+    if (!pool) {
+      pool = new Array<EtcdWatchStream | undefined>(this.options.streams).fill(undefined);
+      this.pools.set(identity, pool);
+    }
+    const slot = this.nextSlot % pool.length;
+    this.nextSlot = (this.nextSlot + 1) % this.options.streams;
+    let stream = pool[slot];
     if (!stream) {
-      stream = new EtcdWatchStream(this, this.etcd);
-      this.pool[slot] = stream;
+      stream = new EtcdWatchStream(this, this.etcd, credentials);
+      pool[slot] = stream;
     }
     const connection = new WatchConnection(this, stream, sink);
     stream.connections.add(connection);
@@ -395,15 +429,21 @@ export class WatchHub {
   }
 
   streamReleased(stream: EtcdWatchStream): void {
-    const i = this.pool.indexOf(stream);
-    if (i >= 0) this.pool[i] = undefined;
+    for (const [identity, pool] of this.pools) {
+      const i = pool.indexOf(stream);
+      if (i < 0) continue;
+      pool[i] = undefined;
+      if (pool.every((s) => !s)) this.pools.delete(identity);
+    }
   }
 
   stats(): WatchStats {
+    let etcdStreams = 0;
+    for (const pool of this.pools.values()) etcdStreams += pool.filter(Boolean).length;
     return {
       connections: this.connectionCount,
       watches: this.watchCount,
-      etcdStreams: this.pool.filter(Boolean).length,
+      etcdStreams,
       eventsDelivered: this.eventsDelivered,
       resumes: this.resumes,
     };

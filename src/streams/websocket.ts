@@ -1,20 +1,28 @@
-// WebSocket transport: the same paths as the HTTP stream, upgraded. Every text message from the client
-// is one WatchRequest, every message to it one `{"result": ...}` or, for a refused request,
-// `{"error": {...}}` — the socket and its other watches live on. Idle peers are found by ping/pong and
+// WebSocket transport: the streaming paths, upgraded. Every text message from the client is one
+// request, every message to it one `{"result": ...}` or, for a refused request, `{"error": {...}}` —
+// the socket lives on. Sessions: watch (interactive create/cancel/progress), lease keepalive (every
+// message renews), election observe (the first message names the election). The upgrade's
+// Authorization header is the etcd token for the whole socket. Idle peers are found by ping/pong, and
 // a consumer that cannot keep up is cut off with a close reason, so memory stays bounded.
 
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
+import type * as grpc from '@grpc/grpc-js';
 import type { WatchHub } from './watch-hub';
-import { slowConsumer, streamError, tooManyConnections, type StreamLimits, type WatchCodec } from '../api/watch';
+import type { KeepAliveHub } from './keepalive';
+import { slowConsumer, streamError, tooManyConnections, type MessageCodec, type StreamLimits } from '../api/watch';
+import { etcdMetadata, type GrpcMessage } from '../api/context';
 import { parseJson, JsonSyntaxError } from '../json/parse';
 import { invalidArgument } from '../errors';
 import { API_PREFIX } from '../api/router';
+import type { EtcdClient } from '../etcd/client';
 
 export interface WebSocketOptions extends StreamLimits {
+  etcd: EtcdClient;
   hub: WatchHub;
-  codec: WatchCodec;
+  keepalive: KeepAliveHub;
+  codecs: { watch: MessageCodec; keepalive: MessageCodec; observe: MessageCodec };
   pingIntervalMs: number;
   maxMessageBytes: number;
 }
@@ -22,41 +30,90 @@ export interface WebSocketOptions extends StreamLimits {
 /** Close code for a consumer cut off for being too slow (RFC 6455: policy violation). */
 export const CLOSE_SLOW_CONSUMER = 1008;
 
+/** One socket's protocol: what to do with each request, and how to clean up. */
+interface Session {
+  request(value: unknown): void;
+  close(): void;
+}
+
+type SessionFactory = (send: (text: string) => void, md: grpc.Metadata | undefined, cutOff: () => void) => Session;
+
 function refuseUpgrade(socket: Duplex, status: number, message: string): void {
   const body = JSON.stringify({ error: message, message, code: status === 404 ? 5 : 8 });
-  socket.end(`HTTP/1.1 ${status} ${status === 404 ? 'Not Found' : 'Service Unavailable'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  socket.end(
+    `HTTP/1.1 ${status} ${status === 404 ? 'Not Found' : 'Service Unavailable'}\r\nContent-Type: application/json\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }
 
 export function attachWebSockets(server: http.Server, opts: WebSocketOptions): { close(): void } {
   const wss = new WebSocketServer({ noServer: true, maxPayload: opts.maxMessageBytes, perMessageDeflate: false });
   const alive = new WeakMap<WebSocket, boolean>();
+  let open = 0;
+
+  const sessions: Record<string, SessionFactory> = {
+    '/watch': (send, md) => {
+      const connection = opts.hub.connect({ deliver: (r) => send(opts.codecs.watch.encodeResult(r)) }, md);
+      return { request: (v) => connection.request(opts.codecs.watch.decodeRequest(v)), close: () => connection.close() };
+    },
+    '/lease/keepalive': (send, md) => {
+      let closed = false;
+      return {
+        request(v) {
+          const id = String(opts.codecs.keepalive.decodeRequest(v).ID ?? '0');
+          opts.keepalive.renew(id, md).then(
+            (answer) => !closed && send(opts.codecs.keepalive.encodeResult(answer)),
+            (err: unknown) => !closed && send(streamError(err)),
+          );
+        },
+        close: () => (closed = true),
+      };
+    },
+    '/election/observe': (send, md, cutOff) => {
+      let call: grpc.ClientReadableStream<unknown> | undefined;
+      return {
+        request(v) {
+          if (call) throw invalidArgument('observe takes one request per socket');
+          const request = opts.codecs.observe.decodeRequest(v);
+          call = opts.etcd.serverStream('Election', 'Observe', request, md);
+          call.on('data', (m: unknown) => send(opts.codecs.observe.encodeResult(m as GrpcMessage)));
+          call.on('error', (err) => {
+            send(streamError(err));
+            cutOff();
+          });
+          call.on('end', cutOff);
+        },
+        close: () => call?.cancel(),
+      };
+    },
+  };
 
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     const path = (req.url ?? '').split('?')[0];
     const m = API_PREFIX.exec(path);
-    if (!m || m[1] !== '/watch') return refuseUpgrade(socket, 404, `no WebSocket route: ${path}`);
-    if (opts.hub.stats().connections >= opts.maxConnections) {
-      return refuseUpgrade(socket, 503, tooManyConnections(opts.maxConnections).message);
-    }
-    wss.handleUpgrade(req, socket, head, (ws) => serve(ws));
+    const factory = m ? sessions[m[1]] : undefined;
+    if (!factory) return refuseUpgrade(socket, 404, `no WebSocket route: ${path}`);
+    if (open >= opts.maxConnections) return refuseUpgrade(socket, 503, tooManyConnections(opts.maxConnections).message);
+    const md = etcdMetadata(req.headers);
+    wss.handleUpgrade(req, socket, head, (ws) => serve(ws, factory, md));
   });
 
-  function serve(ws: WebSocket): void {
+  function serve(ws: WebSocket, factory: SessionFactory, md: grpc.Metadata | undefined): void {
+    open++;
     alive.set(ws, true);
     ws.on('pong', () => alive.set(ws, true));
-    let cutOff = false;
-    const connection = opts.hub.connect({
-      deliver(response) {
-        if (cutOff || ws.readyState !== ws.OPEN) return;
-        ws.send(opts.codec.encodeResult(response));
-        if (ws.bufferedAmount > opts.sendBufferBytes) {
-          cutOff = true;
-          connection.close();
-          ws.close(CLOSE_SLOW_CONSUMER, slowConsumer(opts.sendBufferBytes).message.slice(0, 120));
-          setTimeout(() => ws.terminate(), 10_000).unref();
-        }
-      },
-    });
+    let cut = false;
+    const send = (text: string): void => {
+      if (cut || ws.readyState !== ws.OPEN) return;
+      ws.send(text);
+      if (ws.bufferedAmount > opts.sendBufferBytes) {
+        cut = true;
+        session.close();
+        ws.close(CLOSE_SLOW_CONSUMER, slowConsumer(opts.sendBufferBytes).message.slice(0, 120));
+        setTimeout(() => ws.terminate(), 10_000).unref();
+      }
+    };
+    const session = factory(send, md, () => ws.close(1000, 'stream ended'));
     ws.on('message', (data, isBinary) => {
       try {
         const text = isBinary ? Buffer.from(data as Buffer).toString('utf8') : data.toString();
@@ -67,13 +124,20 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
           if (e instanceof JsonSyntaxError) throw invalidArgument(`message is not valid JSON: ${e.message}`);
           throw e;
         }
-        connection.request(opts.codec.decodeRequest(value));
+        session.request(value);
       } catch (err) {
         if (ws.readyState === ws.OPEN) ws.send(streamError(err));
       }
     });
-    ws.on('close', () => connection.close());
-    ws.on('error', () => connection.close());
+    let done = false;
+    const finish = (): void => {
+      if (done) return;
+      done = true;
+      open--;
+      session.close();
+    };
+    ws.on('close', finish);
+    ws.on('error', finish);
   }
 
   const pinger = setInterval(() => {

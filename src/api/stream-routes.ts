@@ -1,0 +1,97 @@
+// HTTP routes for the other streaming operations, framed as etcd's gateway frames them (one
+// `{"result": ...}` line per message, headers with the first message):
+// - lease keepalive: every request in the body renews once, on the shared keepalive stream, and is
+//   answered by one line; the answer ends with the body, as etcd's does;
+// - server streams (maintenance snapshot, election observe): one request, then every message etcd
+//   sends, passed on with back-pressure so a snapshot is never held in memory.
+
+import type express from 'express';
+import type { ServerResponse } from 'node:http';
+import type { Operation } from './openapi';
+import { etcdMetadata } from './context';
+import { rawBodyReader, readJsonSequence, sendError, type Route } from './router';
+import { streamError, type MessageCodec } from './watch';
+import type { KeepAliveHub } from '../streams/keepalive';
+import type { EtcdClient, Service } from '../etcd/client';
+import { fromGrpcError, invalidArgument } from '../errors';
+
+function startStream(res: ServerResponse): void {
+  if (res.headersSent) return;
+  res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' });
+}
+
+export function keepAliveRoute(operation: Operation, keepalive: KeepAliveHub, codec: MessageCodec, maxBodyBytes: number): Route {
+  const reader = rawBodyReader(maxBodyBytes);
+  return {
+    operation,
+    async serve(req: express.Request, res: express.Response) {
+      let ids: string[];
+      try {
+        const values = await readJsonSequence(reader, req, res);
+        ids = values.map((v, i) => String(codec.decodeRequest(v, values.length > 1 ? `request ${i + 1}` : '').ID ?? '0'));
+      } catch (err) {
+        sendError(res, err);
+        return;
+      }
+      const metadata = etcdMetadata(req.headers);
+      let gone = false;
+      res.on('close', () => (gone = true));
+      for (const id of ids) {
+        if (gone) return;
+        try {
+          const answer = await keepalive.renew(id, metadata);
+          startStream(res);
+          res.write(`${codec.encodeResult(answer)}\n`);
+        } catch (err) {
+          if (!res.headersSent) return sendError(res, err);
+          res.end(`${streamError(err)}\n`);
+          return;
+        }
+      }
+      startStream(res);
+      res.end();
+    },
+  };
+}
+
+export function serverStreamRoute(
+  operation: Operation,
+  etcd: EtcdClient,
+  service: Service,
+  method: string,
+  codec: MessageCodec,
+  maxBodyBytes: number,
+): Route {
+  const reader = rawBodyReader(maxBodyBytes);
+  return {
+    operation,
+    async serve(req: express.Request, res: express.Response) {
+      let request;
+      try {
+        const values = await readJsonSequence(reader, req, res);
+        if (values.length > 1) throw invalidArgument(`${operation.path} takes one request, got ${values.length}`);
+        request = codec.decodeRequest(values[0] ?? {});
+      } catch (err) {
+        sendError(res, err);
+        return;
+      }
+      const call = etcd.serverStream(service, method, request, etcdMetadata(req.headers));
+      res.on('close', () => call.cancel());
+      res.on('drain', () => call.resume());
+      call.on('data', (msg: unknown) => {
+        startStream(res);
+        // Back-pressure: etcd's stream waits while the client is slower than etcd.
+        if (!res.write(`${codec.encodeResult(msg as Record<string, unknown>)}\n`)) call.pause();
+      });
+      call.on('end', () => {
+        startStream(res);
+        res.end();
+      });
+      call.on('error', (err) => {
+        if (res.writableEnded) return;
+        if (!res.headersSent) return sendError(res, fromGrpcError(err));
+        res.end(`${streamError(err)}\n`);
+      });
+    },
+  };
+}
