@@ -6,9 +6,13 @@ import { parseArgs } from 'node:util';
 export interface Config {
   /** etcd client URLs; empty means "start the embedded etcd". */
   endpoints: string[];
+  /** The gateway's own etcd user, for requests without a token of their own. */
+  etcdUsername: string;
+  etcdPassword: string;
   host: string;
   port: number;
   requestTimeoutMs: number;
+  lockWaitMs: number;
   maxBodyBytes: number;
   /** Where the embedded etcd keeps its data. */
   dataDir: string;
@@ -29,9 +33,12 @@ interface Setting {
 
 const SETTINGS = {
   endpoints: { flag: 'etcd-endpoints', env: 'ETCD_ENDPOINTS', default: '', help: 'comma-separated etcd client URLs (http://host:2379,...); unset: start an embedded etcd' },
+  etcdUsername: { flag: 'etcd-username', env: 'ETCD_USERNAME', default: '', help: "the gateway's own etcd user, for requests that carry no etcd token" },
+  etcdPassword: { flag: 'etcd-password', env: 'ETCD_PASSWORD', default: '', help: 'its password (prefer the variable: flags show in ps)' },
   host: { flag: 'host', env: 'HOST', default: '127.0.0.1', help: 'address to listen on' },
   port: { flag: 'port', env: 'PORT', default: '8080', help: 'port to listen on (0: any free port)' },
   requestTimeoutMs: { flag: 'request-timeout-ms', env: 'REQUEST_TIMEOUT_MS', default: '5000', help: 'deadline of each request to etcd, in milliseconds' },
+  lockWaitMs: { flag: 'lock-wait-ms', env: 'LOCK_WAIT_MS', default: '60000', help: 'longest wait of a lock or an election campaign' },
   maxBodyBytes: { flag: 'max-body-bytes', env: 'MAX_BODY_BYTES', default: '2097152', help: 'largest request body accepted (larger: 413)' },
   dataDir: { flag: 'data-dir', env: 'DATA_DIR', default: './data/etcd', help: 'data directory of the embedded etcd' },
   logLevel: { flag: 'log-level', env: 'LOG_LEVEL', default: 'info', help: 'fatal, error, warn, info, debug, trace or silent' },
@@ -98,9 +105,12 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | 'he
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
   return {
     endpoints: endpointList(get(SETTINGS.endpoints)),
+    etcdUsername: get(SETTINGS.etcdUsername),
+    etcdPassword: get(SETTINGS.etcdPassword),
     host: get(SETTINGS.host),
     port: integer('PORT', get(SETTINGS.port), 0, 65535),
     requestTimeoutMs: integer('REQUEST_TIMEOUT_MS', get(SETTINGS.requestTimeoutMs), 1, 600_000),
+    lockWaitMs: integer('LOCK_WAIT_MS', get(SETTINGS.lockWaitMs), 1, 86_400_000),
     maxBodyBytes: integer('MAX_BODY_BYTES', get(SETTINGS.maxBodyBytes), 1, 1 << 30),
     dataDir: get(SETTINGS.dataDir),
     logLevel,

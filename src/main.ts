@@ -44,8 +44,17 @@ async function main(): Promise<void> {
     endpoints = [embedded.clientUrl];
   }
 
-  const etcd = new EtcdClient({ endpoints, requestTimeoutMs: config.requestTimeoutMs });
-  const gateway = buildGateway({ etcd, maxBodyBytes: config.maxBodyBytes, streams: config });
+  const etcd = new EtcdClient({
+    endpoints,
+    requestTimeoutMs: config.requestTimeoutMs,
+    username: config.etcdUsername || undefined,
+    password: config.etcdPassword,
+  });
+  if (config.etcdUsername) {
+    // Signing in now reports bad credentials at start-up; an unreachable etcd is retried on first use.
+    await etcd.signIn().catch((e: unknown) => log.warn({ err: (e as Error).message }, 'etcd sign-in failed; will retry on first request'));
+  }
+  const gateway = buildGateway({ etcd, maxBodyBytes: config.maxBodyBytes, lockWaitMs: config.lockWaitMs, streams: config });
   const server = http.createServer(gateway.app);
   gateway.attach(server);
   await new Promise<void>((resolve, reject) => {

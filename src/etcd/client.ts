@@ -44,6 +44,9 @@ export interface EtcdClientOptions {
   endpoints: string[];
   /** Deadline of one request to etcd, all attempts included. */
   requestTimeoutMs: number;
+  /** The gateway's own etcd user, for requests that carry no token of their own. */
+  username?: string;
+  password?: string;
 }
 
 export interface CallOptions {
@@ -75,6 +78,11 @@ const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc.max_reconnect_backoff_ms': 2_000,
 };
 
+/** etcd refused the gateway's own token before doing anything: sign in again and send once more. */
+function needsSignIn(err: grpc.ServiceError): boolean {
+  return err.code === GrpcCode.UNAUTHENTICATED || (err.code === GrpcCode.INVALID_ARGUMENT && err.details === 'etcdserver: user name is empty');
+}
+
 /** The request never left the gateway, so even a write may go to another member. */
 function neverSent(err: grpc.ServiceError): boolean {
   return err.code === GrpcCode.UNAVAILABLE && /No connection established|ECONNREFUSED/.test(err.details ?? '');
@@ -85,6 +93,8 @@ export class EtcdClient {
   private readonly ownClients = new Map<string, ServiceClient>();
   /** Requests stick to one member until it fails, so a client reads its own writes from one place. */
   private current = 0;
+  /** The token of the gateway's own etcd user, when one is configured and etcd has auth enabled. */
+  private gatewayToken?: grpc.Metadata;
 
   constructor(readonly options: EtcdClientOptions) {
     if (options.endpoints.length === 0) throw new Error('no etcd endpoints');
@@ -97,6 +107,38 @@ export class EtcdClient {
 
   /** One unary gRPC call; rejects with a GatewayError carrying etcd's code and message. */
   async unary<T = Record<string, unknown>>(service: Service, method: string, request: unknown, opts: CallOptions): Promise<T> {
+    if (opts.metadata || !this.options.username) return this.unaryAttempts<T>(service, method, request, opts);
+    try {
+      return await this.unaryAttempts<T>(service, method, request, { ...opts, metadata: this.gatewayToken });
+    } catch (e) {
+      const cause = (e as { cause?: grpc.ServiceError }).cause;
+      if (!cause || !needsSignIn(cause)) throw e;
+      await this.signIn();
+      return this.unaryAttempts<T>(service, method, request, { ...opts, metadata: this.gatewayToken });
+    }
+  }
+
+  /** Authenticates the gateway's own etcd user; without auth enabled in etcd there is no token to get. */
+  async signIn(): Promise<void> {
+    const { username, password } = this.options;
+    if (!username) return;
+    try {
+      const answer = await this.unaryAttempts<{ token: string }>('Auth', 'Authenticate', { name: username, password: password ?? '' }, { idempotent: true });
+      const md = new grpc.Metadata();
+      md.set('token', answer.token);
+      this.gatewayToken = md;
+    } catch (e) {
+      if (/authentication is not enabled/.test((e as Error).message)) this.gatewayToken = undefined;
+      else throw e;
+    }
+  }
+
+  /** Credentials for streams opened on behalf of clients that sent none. */
+  defaultMetadata(): grpc.Metadata | undefined {
+    return this.gatewayToken;
+  }
+
+  private async unaryAttempts<T>(service: Service, method: string, request: unknown, opts: CallOptions): Promise<T> {
     const deadline = opts.deadline ?? Date.now() + this.options.requestTimeoutMs;
     let lastError: grpc.ServiceError | undefined;
     for (let attempt = 0; attempt < this.hosts.length; attempt++) {
@@ -111,7 +153,7 @@ export class EtcdClient {
         if (this.current === index) this.current = (index + 1) % this.hosts.length;
       }
     }
-    throw fromGrpcError(lastError);
+    throw Object.assign(fromGrpcError(lastError), { cause: lastError });
   }
 
   /** A service client on one member; lock and election ride on the member's existing channel. */

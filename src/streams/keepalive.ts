@@ -52,7 +52,8 @@ class KeepAliveStream {
 
   private open(): grpc.ClientDuplexStream<unknown, unknown> {
     if (this.call) return this.call;
-    const { call, host } = this.etcd.openStream('Lease', 'LeaseKeepAlive', this.metadata);
+    const md = this.metadata.get('token').length ? this.metadata : (this.etcd.defaultMetadata() ?? this.metadata);
+    const { call, host } = this.etcd.openStream('Lease', 'LeaseKeepAlive', md);
     this.call = call;
     this.host = host;
     call.on('data', (msg: unknown) => {

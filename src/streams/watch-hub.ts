@@ -99,7 +99,7 @@ class EtcdWatchStream {
 
   private ensureOpen(): grpc.ClientDuplexStream<unknown, unknown> {
     if (this.call) return this.call;
-    const md = this.credentials?.clone() ?? new grpc.Metadata();
+    const md = (this.credentials ?? this.etcd.defaultMetadata())?.clone() ?? new grpc.Metadata();
     // A member that loses its leader ends the stream instead of going silent, and the watches move on.
     md.set('hasleader', 'true');
     const { call, host } = this.etcd.openStream('Watch', 'Watch', md);

@@ -65,13 +65,23 @@ export interface GatewayFixture {
 }
 
 export async function startGateway(
-  opts: { etcd?: TestEtcd; endpoints?: string[]; requestTimeoutMs?: number; maxBodyBytes?: number; streams?: Partial<StreamSettings> } = {},
+  opts: {
+    etcd?: TestEtcd;
+    endpoints?: string[];
+    /** An etcd client configured by the test (its own identity...); closed with the fixture. */
+    client?: EtcdClient;
+    requestTimeoutMs?: number;
+    maxBodyBytes?: number;
+    lockWaitMs?: number;
+    streams?: Partial<StreamSettings>;
+  } = {},
 ): Promise<GatewayFixture> {
   const etcd = opts.etcd ?? (await startTestEtcd());
-  const client = new EtcdClient({ endpoints: opts.endpoints ?? [etcd.clientUrl], requestTimeoutMs: opts.requestTimeoutMs ?? 5000 });
+  const client = opts.client ?? new EtcdClient({ endpoints: opts.endpoints ?? [etcd.clientUrl], requestTimeoutMs: opts.requestTimeoutMs ?? 5000 });
   const gateway = buildGateway({
     etcd: client,
     maxBodyBytes: opts.maxBodyBytes ?? 2 * 1024 * 1024,
+    lockWaitMs: opts.lockWaitMs,
     streams: { ...DEFAULT_STREAM_SETTINGS, ...opts.streams },
     spec: spec(),
   });
