@@ -30,6 +30,8 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
 COPY --from=build /app/dist/src ./dist/src
 # Read at run time: openapi.yaml drives the routes, package.json gives the version.
 COPY openapi.yaml ./
+# The lock and election service definitions, loaded at run time.
+COPY proto ./proto
 
 # Application files stay owned by root (read-only for the process); run as the image's
 # unprivileged `node` user (uid/gid 1000).
