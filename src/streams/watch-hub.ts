@@ -54,6 +54,8 @@ class Watch {
   announced = false;
   /** A cancel was asked for before the stream broke: send it again once the watch is re-created. */
   resendCancel = false;
+  /** Its create is at etcd and unanswered (kept across a resume, so held answers keep their place). */
+  createInFlight = false;
   /** The last revision the client has received completely (0n: none yet). */
   delivered = 0n;
   /** Fragments of one revision are held until the last arrives, so a break never splits a revision. */
@@ -123,7 +125,10 @@ class EtcdWatchStream {
     watch.etcdId = String(this.nextEtcdId++);
     this.watches.set(watch.etcdId, watch);
     this.pendingCreates.push(watch);
-    watch.connection.createsInFlight++;
+    if (!watch.createInFlight) {
+      watch.createInFlight = true;
+      watch.connection.createsInFlight++;
+    }
     const create: GrpcMessage = { ...watch.create, watch_id: watch.etcdId };
     if (watch.announced) create.start_revision = watch.resumeRevision().toString();
     this.send({ create_request: create });
@@ -186,6 +191,7 @@ class EtcdWatchStream {
     try {
       this.answerCreate(watch, msg);
     } finally {
+      watch.createInFlight = false;
       watch.connection.createAnswered();
     }
   }
@@ -230,7 +236,6 @@ class EtcdWatchStream {
     this.toResume.push(...live);
     this.progressToResend.push(...this.pendingProgress);
     this.watches.clear();
-    for (const w of this.pendingCreates) w.connection.createAnswered();
     this.pendingCreates = [];
     this.pendingProgress = [];
     if (this.reopenTimer) return;

@@ -1,0 +1,284 @@
+// Child process of bench/watch.ts, in one of two roles. A client opens its share of WebSocket watchers
+// on one prefix and measures, for every event, the time since its put was sent (the value carries
+// "<seq> <send time ms>"). The writer sends the puts at a fixed rate, straight to etcd over gRPC, from a
+// process of its own so a busy gateway cannot delay the sends and hide its latency. Controlled over
+// IPC; the parent's clock is the reference (the offset is measured by the parent). Kept apart from
+// the gateway process so the gateway's memory figures hold no client state.
+
+import { performance } from 'node:perf_hooks';
+import WebSocket from 'ws';
+import { EtcdClient } from '../src/etcd/client';
+import { LatencyHistogram } from './histogram';
+
+export type ClientCommand =
+  | { cmd: 'clock'; id: number }
+  | { cmd: 'offset'; offsetMs: number }
+  | { cmd: 'open'; id: number; url: string; count: number; prefix: string; concurrency: number; timeoutMs: number }
+  | { cmd: 'progress'; id: number }
+  | { cmd: 'result'; id: number }
+  | { cmd: 'write'; id: number; endpoint: string; prefix: string; rate: number; seconds: number; warmup: number }
+  | { cmd: 'close' };
+
+export interface WrittenReply {
+  type: 'written';
+  id: number;
+  /** Measured puts acknowledged (warm-up puts, under <prefix>w/, are not counted; measured ones are under <prefix>m/). */
+  ok: number;
+  failed: number;
+  /** Send times (parent clock, ms) of the first and last measured put. */
+  firstSend: number;
+  lastSend: number;
+  /** How late the most delayed put left compared with its schedule. */
+  maxLagMs: number;
+}
+
+export interface OpenedReply {
+  type: 'opened';
+  id: number;
+  ok: number;
+  failed: number;
+  errors: string[];
+  ms: number;
+}
+export interface ProgressReply {
+  type: 'progress';
+  id: number;
+  events: number;
+  closed: number;
+}
+export interface ResultReply {
+  type: 'result';
+  id: number;
+  hist: ReturnType<LatencyHistogram['toJSON']>;
+  events: number;
+  /** Events of the watcher that received the fewest / the most. */
+  minPerWatcher: number;
+  maxPerWatcher: number;
+  /** Events whose mod_revision was not above the previous one on the same socket. */
+  disorder: number;
+  /** Receive times (parent clock, ms) of the first and last event. */
+  firstRecv: number;
+  lastRecv: number;
+  /** Sockets closed by the server during the run, by close code. */
+  closes: Record<string, number>;
+  /** `{"error":...}` or canceled answers received. */
+  errors: number;
+}
+
+const now = (): number => performance.timeOrigin + performance.now();
+
+interface Watcher {
+  ws: WebSocket;
+  created: boolean;
+  events: number;
+  lastRevision: number;
+}
+
+const VALUE = '"value":"';
+const MOD_REVISION = '"mod_revision":"';
+
+let offsetMs = 0;
+const watchers: Watcher[] = [];
+const hist = new LatencyHistogram();
+let totalEvents = 0;
+let disorder = 0;
+let errors = 0;
+let firstRecv = 0;
+let lastRecv = 0;
+let closing = false;
+const closes: Record<string, number> = {};
+
+function reply(msg: OpenedReply | ProgressReply | ResultReply | WrittenReply | { type: 'clock'; id: number; now: number }): void {
+  process.send?.(msg);
+}
+
+function onMessage(w: Watcher, data: WebSocket.RawData): void {
+  const t = now() - offsetMs;
+  const s = data.toString();
+  if (!w.created) {
+    if (s.includes('"created":true') && !s.includes('"canceled":true')) w.created = true;
+    else errors++;
+    return;
+  }
+  // A cheap scan instead of JSON.parse: keys and values are base64, so these markers cannot occur inside them.
+  let i = s.indexOf(MOD_REVISION);
+  if (i < 0) {
+    if (s.includes('"error"') || s.includes('"canceled":true')) errors++;
+    return;
+  }
+  for (; i >= 0; i = s.indexOf(MOD_REVISION, i + MOD_REVISION.length)) {
+    const start = i + MOD_REVISION.length;
+    const rev = Number(s.slice(start, s.indexOf('"', start)));
+    if (rev <= w.lastRevision) disorder++;
+    w.lastRevision = rev;
+  }
+  for (let j = s.indexOf(VALUE); j >= 0; j = s.indexOf(VALUE, j + VALUE.length)) {
+    const start = j + VALUE.length;
+    const value = Buffer.from(s.slice(start, s.indexOf('"', start)), 'base64').toString('latin1');
+    const space = value.indexOf(' ');
+    // Warm-up puts (negative sequence numbers) are delivered but not measured.
+    if (Number(value.slice(0, space)) < 0) continue;
+    hist.add(t - Number(value.slice(space + 1)));
+    w.events++;
+    totalEvents++;
+    if (firstRecv === 0) firstRecv = t;
+    lastRecv = t;
+  }
+}
+
+function openOne(url: string, create: string, timeoutMs: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(url, { perMessageDeflate: false, handshakeTimeout: timeoutMs });
+    const w: Watcher = { ws, created: false, events: 0, lastRevision: 0 };
+    let settled = false;
+    const done = (err?: string): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (err) ws.terminate();
+      else watchers.push(w);
+      resolve(err);
+    };
+    const timer = setTimeout(() => done('no created answer in time'), timeoutMs);
+    ws.on('open', () => ws.send(create));
+    ws.on('message', (data) => {
+      onMessage(w, data);
+      if (w.created) done();
+    });
+    ws.on('unexpected-response', (_req, res) => done(`upgrade refused: HTTP ${res.statusCode}`));
+    ws.on('error', (err) => done(err.message));
+    ws.on('close', (code) => {
+      done(`closed ${code} before created`);
+      if (!closing && w.created) closes[code] = (closes[code] ?? 0) + 1;
+    });
+  });
+}
+
+async function open(cmd: Extract<ClientCommand, { cmd: 'open' }>): Promise<void> {
+  const started = now();
+  const deadline = started + cmd.timeoutMs;
+  const key = Buffer.from(cmd.prefix);
+  const end = Buffer.from(cmd.prefix);
+  end[end.length - 1]++;
+  const create = JSON.stringify({ create_request: { key: key.toString('base64'), range_end: end.toString('base64') } });
+  let next = 0;
+  let ok = 0;
+  let failed = 0;
+  const errs = new Map<string, number>();
+  const worker = async (): Promise<void> => {
+    while (next < cmd.count && now() < deadline) {
+      next++;
+      const err = await openOne(cmd.url, create, Math.max(1, Math.min(30_000, deadline - now())));
+      if (err) {
+        failed++;
+        errs.set(err, (errs.get(err) ?? 0) + 1);
+      } else ok++;
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(cmd.concurrency, cmd.count) }, worker));
+  failed += cmd.count - next;
+  const errors = [...errs].map(([e, n]) => `${n}× ${e}`).slice(0, 5);
+  reply({ type: 'opened', id: cmd.id, ok, failed, errors, ms: now() - started });
+}
+
+function result(id: number): ResultReply {
+  let min = Infinity;
+  let max = 0;
+  for (const w of watchers) {
+    min = Math.min(min, w.events);
+    max = Math.max(max, w.events);
+  }
+  return {
+    type: 'result',
+    id,
+    hist: hist.toJSON(),
+    events: totalEvents,
+    minPerWatcher: watchers.length ? min : 0,
+    maxPerWatcher: max,
+    disorder,
+    firstRecv,
+    lastRecv,
+    closes,
+    errors,
+  };
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Puts at a fixed rate, open loop: a slow put does not hold back the next one. The first `warmup`
+ *  puts get negative sequence numbers. */
+async function write(cmd: Extract<ClientCommand, { cmd: 'write' }>): Promise<void> {
+  const etcd = new EtcdClient({ endpoints: [cmd.endpoint], requestTimeoutMs: 10_000 });
+  const total = cmd.warmup + Math.max(1, Math.round(cmd.rate * cmd.seconds));
+  const interval = 1000 / cmd.rate;
+  const start = now() + 20;
+  let ok = 0;
+  let failed = 0;
+  let firstSend = 0;
+  let lastSend = 0;
+  let maxLagMs = 0;
+  let warmupFailed = 0;
+  const inflight = new Set<Promise<void>>();
+  for (let i = 0; i < total; i++) {
+    const wait = start + i * interval - now();
+    if (wait > 0) await sleep(wait);
+    else maxLagMs = Math.max(maxLagMs, -wait);
+    const seq = i - cmd.warmup;
+    const sent = now() - offsetMs;
+    if (seq === 0) firstSend = sent;
+    lastSend = sent;
+    const key = seq < 0 ? `${cmd.prefix}w/${i}` : `${cmd.prefix}m/${seq}`;
+    const request = { key: Buffer.from(key), value: Buffer.from(`${seq} ${sent.toFixed(3)}`) };
+    const p: Promise<void> = etcd
+      .unary('KV', 'Put', request, { idempotent: false })
+      .then(
+        () => void (seq >= 0 && ok++),
+        () => void (seq >= 0 ? failed++ : warmupFailed++),
+      )
+      .finally(() => inflight.delete(p));
+    inflight.add(p);
+  }
+  // Bounded by the request deadline.
+  await Promise.all(inflight);
+  etcd.close();
+  if (warmupFailed) process.stderr.write(`[bench] ${warmupFailed} warm-up puts failed\n`);
+  reply({ type: 'written', id: cmd.id, ok, failed, firstSend, lastSend, maxLagMs });
+}
+
+function closeAll(): void {
+  closing = true;
+  for (const w of watchers) w.ws.close();
+  // Bounded: whatever has not finished its closing handshake by then is cut.
+  setTimeout(() => {
+    for (const w of watchers) w.ws.terminate();
+    setTimeout(() => process.exit(0), 200);
+  }, 3_000);
+}
+
+process.on('message', (m: ClientCommand) => {
+  switch (m.cmd) {
+    case 'clock':
+      reply({ type: 'clock', id: m.id, now: now() });
+      break;
+    case 'offset':
+      offsetMs = m.offsetMs;
+      break;
+    case 'open':
+      void open(m);
+      break;
+    case 'progress':
+      reply({ type: 'progress', id: m.id, events: totalEvents, closed: Object.values(closes).reduce((a, b) => a + b, 0) });
+      break;
+    case 'result':
+      reply(result(m.id));
+      break;
+    case 'write':
+      void write(m);
+      break;
+    case 'close':
+      closeAll();
+      break;
+  }
+});
+// The parent is gone: nothing left to report to.
+process.on('disconnect', () => process.exit(0));
