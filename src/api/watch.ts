@@ -92,19 +92,25 @@ export function watchRoute(operation: Operation, hub: WatchHub, codec: MessageCo
       // them at once instead of leaving the client hanging.
       if (!requests.some((r) => r.create_request || r.progress_request)) res.flushHeaders();
       let cutOff = false;
+      let continuing = false;
       const connection: WatchConnection = hub.connect(
         {
-        deliver(response) {
-          if (cutOff) return;
-          // One message per write: each becomes its own HTTP chunk, as etcd3gw expects.
-          res.write(`${codec.encodeResult(response)}\n`);
-          if (res.writableLength > limits.sendBufferBytes) {
-            cutOff = true;
-            res.end(`${streamError(slowConsumer(limits.sendBufferBytes))}\n`);
-            connection.close();
-            setTimeout(() => res.destroy(), 10_000).unref();
-          }
-        },
+          deliver(response) {
+            if (cutOff) return;
+            // A client is too slow when what was sent before is still waiting; one large answer (a
+            // catch-up, a revision's fragments) always goes through, so memory stays within the
+            // limit plus one answer.
+            if (!continuing && res.writableLength > limits.sendBufferBytes) {
+              cutOff = true;
+              res.end(`${streamError(slowConsumer(limits.sendBufferBytes))}\n`);
+              connection.close();
+              setTimeout(() => res.destroy(), 10_000).unref();
+              return;
+            }
+            // One message per write: each becomes its own HTTP chunk, as etcd3gw expects.
+            res.write(`${codec.encodeResult(response)}\n`);
+            continuing = response.fragment === true;
+          },
         },
         etcdMetadata(req.headers),
       );

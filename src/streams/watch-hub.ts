@@ -25,6 +25,7 @@ export interface WatchStats {
   etcdStreams: number;
   eventsDelivered: number;
   resumes: number;
+  streamBreaks: number;
 }
 
 interface Header {
@@ -215,7 +216,10 @@ class EtcdWatchStream {
       watch.resendCancel = false;
       this.send({ cancel_request: { watch_id: watch.etcdId } });
     }
-    if (watch.announced) return;
+    if (watch.announced) {
+      this.hub.resumes++;
+      return;
+    }
     watch.announced = true;
     if (!watch.create.start_revision || watch.create.start_revision === '0') {
       // Watching "from now": everything up to the creation revision is, by definition, seen.
@@ -231,9 +235,8 @@ class EtcdWatchStream {
     call.cancel();
     if (this.closed) return;
     this.etcd.streamFailed(this.host);
-    const live = [...this.watches.values()].filter((w) => !w.connection.closed);
-    this.hub.resumes += live.length;
-    this.toResume.push(...live);
+    this.hub.streamBreaks++;
+    this.toResume.push(...[...this.watches.values()].filter((w) => !w.connection.closed));
     this.progressToResend.push(...this.pendingProgress);
     this.watches.clear();
     this.pendingCreates = [];
@@ -402,6 +405,7 @@ export class WatchHub {
   watchCount = 0;
   eventsDelivered = 0;
   resumes = 0;
+  streamBreaks = 0;
 
   constructor(
     private readonly etcd: EtcdClient,
@@ -451,6 +455,7 @@ export class WatchHub {
       etcdStreams,
       eventsDelivered: this.eventsDelivered,
       resumes: this.resumes,
+      streamBreaks: this.streamBreaks,
     };
   }
 }

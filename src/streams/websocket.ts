@@ -36,7 +36,10 @@ interface Session {
   close(): void;
 }
 
-type SessionFactory = (send: (text: string) => void, md: grpc.Metadata | undefined, cutOff: () => void) => Session;
+/** Sends one message; `continues` marks a message whose revision goes on in the next one. */
+type Send = (text: string, continues?: boolean) => void;
+
+type SessionFactory = (send: Send, md: grpc.Metadata | undefined, cutOff: () => void) => Session;
 
 function refuseUpgrade(socket: Duplex, status: number, message: string): void {
   const body = JSON.stringify({ error: message, message, code: status === 404 ? 5 : 8 });
@@ -53,7 +56,7 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
 
   const sessions: Record<string, SessionFactory> = {
     '/watch': (send, md) => {
-      const connection = opts.hub.connect({ deliver: (r) => send(opts.codecs.watch.encodeResult(r)) }, md);
+      const connection = opts.hub.connect({ deliver: (r) => send(opts.codecs.watch.encodeResult(r), r.fragment === true) }, md);
       return { request: (v) => connection.request(opts.codecs.watch.decodeRequest(v)), close: () => connection.close() };
     },
     '/lease/keepalive': (send, md) => {
@@ -103,15 +106,19 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
     alive.set(ws, true);
     ws.on('pong', () => alive.set(ws, true));
     let cut = false;
-    const send = (text: string): void => {
+    let continuing = false;
+    const send: Send = (text, continues = false) => {
       if (cut || ws.readyState !== ws.OPEN) return;
-      ws.send(text);
-      if (ws.bufferedAmount > opts.sendBufferBytes) {
+      // Too slow means earlier messages still wait to be sent; one large answer always goes through.
+      if (!continuing && ws.bufferedAmount > opts.sendBufferBytes) {
         cut = true;
         session.close();
         ws.close(CLOSE_SLOW_CONSUMER, slowConsumer(opts.sendBufferBytes).message.slice(0, 120));
         setTimeout(() => ws.terminate(), 10_000).unref();
+        return;
       }
+      ws.send(text);
+      continuing = continues;
     };
     const session = factory(send, md, () => ws.close(1000, 'stream ended'));
     ws.on('message', (data, isBinary) => {

@@ -1,0 +1,132 @@
+// A small TCP proxy on a free loopback port, forwarding to one target. Tests put it between the gateway
+// and etcd to break connections without touching etcd: `cutAll()` destroys every current connection
+// while new ones are still accepted; `pause()` makes it drop every new connection at once (as a network
+// that lets the handshake through and nothing else), until `resume()`.
+
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+
+export interface TcpProxy {
+  /** http://127.0.0.1:<port> */
+  url: string;
+  port: number;
+  /** Connections currently forwarded. */
+  readonly active: number;
+  /** Connections accepted since the start (forwarded or dropped). */
+  readonly accepted: number;
+  /** Destroys every current connection (both sides); returns how many were cut. */
+  cutAll(): number;
+  /** Arms a cut: once `bytes` more bytes have flowed in `direction` ('down': from the target to the
+   *  clients, 'up': the other way; all connections together), every connection is cut, in the middle of
+   *  that data. Resolves with how many connections were cut. */
+  cutAfterBytes(bytes: number, direction?: 'down' | 'up'): Promise<number>;
+  /** Disarms a pending cutAfterBytes (its promise resolves with 0). */
+  disarm(): void;
+  /** New connections are dropped at once until resume(); current ones are left alone. */
+  pause(): void;
+  resume(): void;
+  close(): Promise<void>;
+}
+
+export async function startTcpProxy(target: { host: string; port: number }): Promise<TcpProxy> {
+  const pairs = new Set<{ client: net.Socket; upstream: net.Socket }>();
+  let paused = false;
+  let accepted = 0;
+  let armed: { remaining: number; direction: 'down' | 'up'; done: (cut: number) => void } | undefined;
+
+  function cutAll(): number {
+    const current = [...pairs];
+    pairs.clear();
+    for (const { client, upstream } of current) {
+      client.destroy();
+      upstream.destroy();
+    }
+    return current.length;
+  }
+
+  const server = net.createServer((client) => {
+    accepted++;
+    if (paused) {
+      client.destroy();
+      return;
+    }
+    client.setNoDelay(true);
+    const upstream = net.connect({ host: target.host, port: target.port });
+    upstream.setNoDelay(true);
+    const pair = { client, upstream };
+    pairs.add(pair);
+    const end = (): void => {
+      pairs.delete(pair);
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', end);
+    upstream.on('error', end);
+    client.on('close', end);
+    upstream.on('close', end);
+    // The chunk that reaches the count is still passed on (the pipes below), then everything is cut:
+    // the peer has part of the data, or a request whose answer it will never send back.
+    const count = (direction: 'down' | 'up') => (chunk: Buffer) => {
+      if (!armed || armed.direction !== direction) return;
+      armed.remaining -= chunk.length;
+      if (armed.remaining > 0) return;
+      const { done } = armed;
+      armed = undefined;
+      setImmediate(() => done(cutAll()));
+    };
+    upstream.on('data', count('down'));
+    client.on('data', count('up'));
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ port: 0, host: '127.0.0.1' }, () => {
+      server.removeListener('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    get active() {
+      return pairs.size;
+    },
+    get accepted() {
+      return accepted;
+    },
+    cutAll,
+    cutAfterBytes(bytes: number, direction: 'down' | 'up' = 'down') {
+      armed?.done(0);
+      return new Promise<number>((resolve) => {
+        armed = { remaining: bytes, direction, done: resolve };
+      });
+    },
+    disarm() {
+      armed?.done(0);
+      armed = undefined;
+    },
+    pause() {
+      paused = true;
+    },
+    resume() {
+      paused = false;
+    },
+    async close() {
+      paused = true;
+      armed?.done(0);
+      armed = undefined;
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const { client, upstream } of pairs) {
+          client.destroy();
+          upstream.destroy();
+        }
+        pairs.clear();
+      });
+    },
+  };
+}
