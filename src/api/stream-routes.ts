@@ -13,7 +13,7 @@ import { rawBodyReader, readJsonSequence, sendError, type Route } from './router
 import { streamError, type MessageCodec } from './watch';
 import type { KeepAliveHub } from '../streams/keepalive';
 import type { EtcdClient, Service } from '../etcd/client';
-import { fromGrpcError, invalidArgument } from '../errors';
+import { fromGrpcError, httpStatusFromGrpcCode, invalidArgument } from '../errors';
 
 function startStream(res: ServerResponse): void {
   if (res.headersSent) return;
@@ -89,7 +89,11 @@ export function serverStreamRoute(
       });
       call.on('error', (err) => {
         if (res.writableEnded) return;
-        if (!res.headersSent) return sendError(res, fromGrpcError(err));
+        // As etcd's gateway: a stream error, even before the first message, comes in the stream's
+        // error envelope, with the HTTP status of its gRPC code.
+        if (!res.headersSent) {
+          res.writeHead(httpStatusFromGrpcCode(fromGrpcError(err).code), { 'Content-Type': 'application/json' });
+        }
         res.end(`${streamError(err)}\n`);
       });
     },
