@@ -74,8 +74,9 @@ export function fromGrpcError(err: unknown): GatewayError {
  *  gateway could not reach etcd, since a client reading "No connection established" cannot tell who failed. */
 function describeTransportError(code: number, details: string): string {
   if (code === GrpcCode.UNAVAILABLE && !details.startsWith('etcdserver:')) return `etcd unavailable: ${details}`;
-  if (code === GrpcCode.DEADLINE_EXCEEDED && details === 'Deadline exceeded') {
-    return 'context deadline exceeded: etcd did not answer within the request deadline';
+  if (code === GrpcCode.DEADLINE_EXCEEDED && details.startsWith('Deadline exceeded')) {
+    // grpc-js appends timings and the member's address; the client needs only what happened.
+    return 'context deadline exceeded: the gateway stopped waiting for etcd';
   }
   return details;
 }

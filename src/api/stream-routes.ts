@@ -92,7 +92,10 @@ export function serverStreamRoute(
         // As etcd's gateway: a stream error, even before the first message, comes in the stream's
         // error envelope, with the HTTP status of its gRPC code.
         if (!res.headersSent) {
-          res.writeHead(httpStatusFromGrpcCode(fromGrpcError(err).code), { 'Content-Type': 'application/json' });
+          const body = streamError(err);
+          res.writeHead(httpStatusFromGrpcCode(fromGrpcError(err).code), { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
+          res.end(body);
+          return;
         }
         res.end(`${streamError(err)}\n`);
       });

@@ -33,6 +33,8 @@ export const CLOSE_SLOW_CONSUMER = 1008;
 /** One socket's protocol: what to do with each request, and how to clean up. */
 interface Session {
   request(value: unknown): void;
+  /** Answers a message the gateway refused; by default at once. */
+  refuse?(err: unknown): void;
   close(): void;
 }
 
@@ -61,14 +63,17 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
     },
     '/lease/keepalive': (send, md) => {
       let closed = false;
+      // Answers keep the order of the requests, refusals included: they carry no ID to match them by.
+      let previous: Promise<unknown> = Promise.resolve();
+      const inOrder = (answer: Promise<string>): void => {
+        previous = previous.then(() => answer).then((text) => !closed && send(text));
+      };
       return {
         request(v) {
           const id = String(opts.codecs.keepalive.decodeRequest(v).ID ?? '0');
-          opts.keepalive.renew(id, md).then(
-            (answer) => !closed && send(opts.codecs.keepalive.encodeResult(answer)),
-            (err: unknown) => !closed && send(streamError(err)),
-          );
+          inOrder(opts.keepalive.renew(id, md).then((a) => opts.codecs.keepalive.encodeResult(a), streamError));
         },
+        refuse: (err) => inOrder(Promise.resolve(streamError(err))),
         close: () => (closed = true),
       };
     },
@@ -133,7 +138,8 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
         }
         session.request(value);
       } catch (err) {
-        if (ws.readyState === ws.OPEN) ws.send(streamError(err));
+        if (session.refuse) session.refuse(err);
+        else if (ws.readyState === ws.OPEN) ws.send(streamError(err));
       }
     });
     let done = false;
