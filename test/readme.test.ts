@@ -9,16 +9,15 @@
 
 import { after, before, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { startGateway, type GatewayFixture } from './helpers/gateway';
+import { PYTHON, requireEtcd3gw, runProcess, type RunResult } from './helpers/python';
 import { startTestEtcd, type TestEtcd } from './harness/etcd';
 
 const ROOT = path.resolve(__dirname, '../..');
 const README = path.join(ROOT, 'README.md');
 const CI_RUN = path.join(ROOT, '.ci/run');
-const PYTHON = '/usr/bin/python3';
 const PYTHON_HINT = 'apt-get install python3-requests python3-etcd3gw';
 const README_URL = 'http://127.0.0.1:8080';
 const README_PORT = '8080';
@@ -211,39 +210,9 @@ function mismatch(pattern: Pattern, output: string): string | undefined {
 // ---------------------------------------------------------------------------------------------
 // Running things
 
-interface RunResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  timedOut: boolean;
-}
-
-function run(cmd: string, args: string[], opts: { timeoutMs: number; cwd?: string }): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, {
-      cwd: opts.cwd ?? ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, PYTHONIOENCODING: 'utf-8' },
-    });
-    let stdout = '';
-    let stderr = '';
-    let timedOut = false;
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, opts.timeoutMs);
-    child.once('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.once('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr, timedOut });
-    });
-  });
+/** Runs a command in the repository's root (README commands are written to run from there). */
+function run(cmd: string, args: string[], timeoutMs: number): Promise<RunResult> {
+  return runProcess(cmd, args, timeoutMs, {}, ROOT);
 }
 
 function transcript(res: RunResult): string {
@@ -252,7 +221,7 @@ function transcript(res: RunResult): string {
 
 /** Runs a README shell command and returns its output parsed as JSON; fails with the details. */
 async function runJsonCommand(what: string, command: string): Promise<{ res: RunResult; json: unknown }> {
-  const res = await run('/bin/sh', ['-c', command], { timeoutMs: COMMAND_TIMEOUT_MS });
+  const res = await run('/bin/sh', ['-c', command], COMMAND_TIMEOUT_MS);
   const details = `${what}\n--- command ---\n${command}\n${transcript(res)}`;
   assert.ok(!res.timedOut, `command did not finish within ${COMMAND_TIMEOUT_MS} ms: ${details}`);
   assert.equal(res.code, 0, `command failed (exit ${res.code ?? res.signal}): ${details}`);
@@ -316,10 +285,9 @@ function printExpectations(fence: Fence): PrintExpectation[] {
   return out;
 }
 
+/** Fails (never skips) when Debian's Python cannot import requests and etcd3gw. */
 async function requirePythonModules(): Promise<void> {
-  assert.ok(existsSync(PYTHON), `${PYTHON} not found; the README's Python examples need Debian's Python: ${PYTHON_HINT}`);
-  const probe = await run(PYTHON, ['-c', 'import requests, etcd3gw.client'], { timeoutMs: 20_000 });
-  assert.equal(probe.code, 0, `${PYTHON} cannot import requests and etcd3gw (${probe.stderr.trim()}); run: ${PYTHON_HINT}`);
+  await requireEtcd3gw({ modules: ['requests'], hint: PYTHON_HINT });
 }
 
 /** Runs the snippet plainly and with the print recorder, and checks every print against its comment. */
@@ -327,7 +295,7 @@ async function checkPythonSnippet(fence: Fence, code: string): Promise<void> {
   const expectations = printExpectations(fence);
   assert.ok(expectations.length > 0, `README.md:${fence.line}: the Python example prints nothing to check`);
 
-  const plain = await run(PYTHON, ['-c', code], { timeoutMs: PYTHON_TIMEOUT_MS });
+  const plain = await run(PYTHON, ['-c', code], PYTHON_TIMEOUT_MS);
   const details = (res: RunResult): string => `README.md:${fence.line}\n--- code ---\n${code}\n${transcript(res)}`;
   assert.ok(!plain.timedOut, `the Python example did not finish within ${PYTHON_TIMEOUT_MS} ms: ${details(plain)}`);
   if (plain.code !== 0 && /ModuleNotFoundError|ImportError/.test(plain.stderr)) assert.fail(`missing Python module; run: ${PYTHON_HINT}\n${details(plain)}`);
@@ -335,7 +303,7 @@ async function checkPythonSnippet(fence: Fence, code: string): Promise<void> {
   const lines = plain.stdout.replace(/\n$/, '').split('\n');
   assert.equal(lines.length, expectations.length, `expected ${expectations.length} printed lines: ${details(plain)}`);
 
-  const recorded = await run(PYTHON, ['-c', PRINT_RECORDER, code], { timeoutMs: PYTHON_TIMEOUT_MS });
+  const recorded = await run(PYTHON, ['-c', PRINT_RECORDER, code], PYTHON_TIMEOUT_MS);
   assert.equal(recorded.code, 0, `the Python example failed when run with print() recorded: ${details(recorded)}`);
   const calls = recorded.stdout
     .replace(/\n$/, '')
@@ -536,7 +504,7 @@ describe('README Quick start and configuration', () => {
       });
     assert.ok(rows.length >= 8, `expected the configuration table's rows, found ${rows.length}`);
 
-    const res = await run(process.execPath, ['dist/src/main.js', '--help'], { timeoutMs: 20_000, cwd: ROOT });
+    const res = await run(process.execPath, ['dist/src/main.js', '--help'], 20_000);
     assert.equal(res.code, 0, `node dist/src/main.js --help failed (exit ${res.code ?? res.signal})\n${transcript(res)}`);
     const help = res.stdout;
     const helpLines = help.split('\n');

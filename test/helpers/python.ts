@@ -2,9 +2,6 @@
 // a bounded child process, the probe that fails (never skips) when etcd3gw is missing, and the
 // runner for the check scripts under test/python/ that print one "ok <api_path> <check>" line per
 // passed check, "PASS <api_path>" per round and "ALL PASSED" at the end.
-//
-// The older interop tests (etcd3gw.test.ts, etcd3gw-watch.test.ts) carry their own copies of these
-// functions and can switch over to this module.
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -28,10 +25,14 @@ export interface RunResult {
   timedOut: boolean;
 }
 
-/** Runs a command to its end, killing it (and failing nothing by itself) after `timeoutMs`. */
-export function runProcess(cmd: string, args: string[], timeoutMs: number, env: NodeJS.ProcessEnv = {}): Promise<RunResult> {
+/**
+ * Runs a command to its end, killing it (and failing nothing by itself) after `timeoutMs`; `env`
+ * adds to the environment, `cwd` (default: this process's) is where it runs.
+ */
+export function runProcess(cmd: string, args: string[], timeoutMs: number, env: NodeJS.ProcessEnv = {}, cwd?: string): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, {
+      cwd,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, PYTHONIOENCODING: 'utf-8', PYTHONDONTWRITEBYTECODE: '1', ...env },
     });
@@ -57,8 +58,9 @@ export function runProcess(cmd: string, args: string[], timeoutMs: number, env: 
 
 /**
  * Fails (never skips) when Debian's Python or etcd3gw is missing, or when one of `modules` (extra
- * imports, e.g. 'oslotest.base') is not importable — `hint` then names what to install. Returns the
- * client's default api_path, read from Etcd3Client's signature.
+ * imports, e.g. 'oslotest.base'; 'module:Name' for `from module import Name`) is not importable —
+ * `hint` then names what to install — or when Etcd3Client lacks one of the methods `attributes`.
+ * Returns the client's default api_path, read from Etcd3Client's signature.
  */
 export async function requireEtcd3gw(opts: { modules?: string[]; attributes?: string[]; hint?: string } = {}): Promise<string> {
   const hint = opts.hint ?? ETCD3GW_INSTALL_HINT;
@@ -68,7 +70,10 @@ export async function requireEtcd3gw(opts: { modules?: string[]; attributes?: st
     'try:',
     '    from etcd3gw.client import Etcd3Client',
     `    for m in ${JSON.stringify(opts.modules ?? [])}:`,
-    '        importlib.import_module(m)',
+    '        module, _, name = m.partition(":")',
+    '        module = importlib.import_module(module)',
+    '        if name and not hasattr(module, name):',
+    '            raise ImportError("cannot import name %r from %r" % (name, module.__name__))',
     'except ImportError as e:',
     '    sys.exit("ImportError: %s" % e)',
     `for name in ${JSON.stringify(opts.attributes ?? [])}:`,
