@@ -20,6 +20,9 @@ import type { EtcdClient } from './etcd/client';
 import { WatchHub } from './streams/watch-hub';
 import { attachWebSockets } from './streams/websocket';
 import type http from 'node:http';
+import { randomUUID } from 'node:crypto';
+import pino, { type Logger } from 'pino';
+import { Metrics } from './observability/metrics';
 
 export interface StreamSettings {
   watchStreams: number;
@@ -39,6 +42,8 @@ export const DEFAULT_STREAM_SETTINGS: StreamSettings = {
 
 export interface AppOptions {
   etcd: EtcdClient;
+  /** Request logs (one line per request: id, operation, status, duration; never keys, values or tokens). */
+  logger?: Logger;
   maxBodyBytes: number;
   /** Longest wait of a lock or a campaign (default 60 s). */
   lockWaitMs?: number;
@@ -50,9 +55,10 @@ export interface Gateway {
   app: express.Express;
   hub: WatchHub;
   keepalive: KeepAliveHub;
+  metrics: Metrics;
   /** Adds the WebSocket endpoints to the server the app is mounted on. */
   attach(server: http.Server): void;
-  /** Closes WebSockets (1001) and every etcd stream. */
+  /** Ends HTTP streams, closes WebSockets (1001) and every etcd stream; unary requests in flight go on. */
   close(): void;
 }
 
@@ -61,10 +67,10 @@ type StreamRouteFactory = (op: Operation) => Route;
 /** Every handler by operationId; a test checks it against the operations of openapi.yaml. */
 export function handlerTable(
   etcd: EtcdClient,
-  streams: { hub: WatchHub; keepalive: KeepAliveHub; spec: ApiSpec; limits: StreamLimits; maxBodyBytes: number },
+  streams: { hub: WatchHub; keepalive: KeepAliveHub; spec: ApiSpec; limits: StreamLimits; maxBodyBytes: number; metrics: Metrics },
   lockWaitMs = 60_000,
 ): { unary: Record<string, UnaryHandler>; stream: Record<string, StreamRouteFactory>; http: Record<string, HttpHandler> } {
-  const { hub, keepalive, spec, limits, maxBodyBytes } = streams;
+  const { hub, keepalive, spec, limits, maxBodyBytes, metrics } = streams;
   const codec = (request: string, response: string): MessageCodec => new MessageCodec(spec, request, response);
   return {
     unary: { ...kvHandlers, ...leaseHandlers, ...clusterHandlers, ...maintenanceHandlers, ...authHandlers, ...lockHandlers(lockWaitMs) },
@@ -74,7 +80,7 @@ export function handlerTable(
       Maintenance_Snapshot: (op) => serverStreamRoute(op, etcd, 'Maintenance', 'Snapshot', codec('Empty', 'SnapshotResponse'), maxBodyBytes),
       Election_Observe: (op) => serverStreamRoute(op, etcd, 'Election', 'Observe', codec('LeaderRequest', 'LeaderResponse'), maxBodyBytes),
     },
-    http: gatewayHandlers(etcd, hub),
+    http: gatewayHandlers(etcd, hub, metrics),
   };
 }
 
@@ -84,10 +90,44 @@ export function buildGateway(opts: AppOptions): Gateway {
   const hub = new WatchHub(opts.etcd, { streams: streams.watchStreams, maxWatchesPerConnection: streams.maxWatchesPerConnection });
   const keepalive = new KeepAliveHub(opts.etcd, opts.etcd.options.requestTimeoutMs);
   const limits = { maxConnections: streams.maxWatchConnections, sendBufferBytes: streams.sendBufferBytes };
-  const handlers = handlerTable(opts.etcd, { hub, keepalive, spec, limits, maxBodyBytes: opts.maxBodyBytes }, opts.lockWaitMs);
+  const metrics = new Metrics({ hub, keepalive });
+  opts.etcd.observer = (service, method, code, seconds) => {
+    const labels = { service, method, code: String(code) };
+    metrics.etcdDuration.observe(labels, seconds);
+    if (code !== 0) metrics.etcdErrors.inc(labels);
+  };
+  const handlers = handlerTable(opts.etcd, { hub, keepalive, spec, limits, maxBodyBytes: opts.maxBodyBytes, metrics }, opts.lockWaitMs);
+  const log = opts.logger ?? pino({ level: 'silent' });
   const app = express();
   app.disable('x-powered-by');
   app.disable('etag');
+
+  // Streams still open are ended at shutdown; unary requests are left to finish.
+  const openStreams = new Set<express.Response>();
+  const routeOf = new Map<string, string>();
+  for (const op of spec.operations) for (const p of [op.path, ...op.aliases]) routeOf.set(p, op.operationId);
+
+  // Every request: an id (the client's X-Request-Id or a new one), a log line and metrics when done.
+  app.use((req, res, next) => {
+    const started = performance.now();
+    const id = (typeof req.headers['x-request-id'] === 'string' && req.headers['x-request-id'].slice(0, 128)) || randomUUID();
+    res.setHeader('X-Request-Id', id);
+    const m = API_PREFIX.exec(req.path);
+    const route = routeOf.get(m ? `/v3${m[1]}` : req.path) ?? 'other';
+    let recorded = false;
+    const record = (): void => {
+      if (recorded) return;
+      recorded = true;
+      const seconds = (performance.now() - started) / 1000;
+      const status = res.headersSent ? res.statusCode : 499;
+      metrics.httpRequests.inc({ route, method: req.method, status: String(status) });
+      metrics.httpDuration.observe({ route }, seconds);
+      log.info({ reqId: id, method: req.method, route, status, ms: Math.round(seconds * 1e4) / 10 }, 'request');
+    };
+    res.once('finish', record);
+    res.once('close', record);
+    next();
+  });
 
   const apiRoutes = new Map<string, Route>();
   for (const op of spec.operations) {
@@ -112,6 +152,10 @@ export function buildGateway(opts: AppOptions): Gateway {
     const route = apiRoutes.get(`/v3${m[1]}`);
     if (!route) return sendError(res, notFound(req));
     if (req.method !== 'POST') return sendError(res, methodNotAllowed(req, 'POST'), { Allow: 'POST' });
+    if (route.operation.stream) {
+      openStreams.add(res);
+      res.once('close', () => openStreams.delete(res));
+    }
     void route.serve(req, res);
   });
 
@@ -139,8 +183,14 @@ export function buildGateway(opts: AppOptions): Gateway {
     app,
     hub,
     keepalive,
+    metrics,
     attach(server) {
+      server.on('connection', (socket) => {
+        metrics.openConnections.inc();
+        socket.once('close', () => metrics.openConnections.dec());
+      });
       sockets = attachWebSockets(server, {
+        metrics,
         etcd: opts.etcd,
         hub,
         keepalive,
@@ -156,6 +206,7 @@ export function buildGateway(opts: AppOptions): Gateway {
     },
     close() {
       sockets?.close();
+      for (const res of openStreams) res.end();
       keepalive.close();
     },
   };

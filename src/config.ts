@@ -13,6 +13,7 @@ export interface Config {
   port: number;
   requestTimeoutMs: number;
   lockWaitMs: number;
+  shutdownGraceMs: number;
   maxBodyBytes: number;
   /** Where the embedded etcd keeps its data. */
   dataDir: string;
@@ -39,6 +40,7 @@ const SETTINGS = {
   port: { flag: 'port', env: 'PORT', default: '8080', help: 'port to listen on (0: any free port)' },
   requestTimeoutMs: { flag: 'request-timeout-ms', env: 'REQUEST_TIMEOUT_MS', default: '5000', help: 'deadline of each request to etcd, in milliseconds' },
   lockWaitMs: { flag: 'lock-wait-ms', env: 'LOCK_WAIT_MS', default: '60000', help: 'longest wait of a lock or an election campaign' },
+  shutdownGraceMs: { flag: 'shutdown-grace-ms', env: 'SHUTDOWN_GRACE_MS', default: '10000', help: 'on SIGTERM/SIGINT, how long requests in flight may take to finish' },
   maxBodyBytes: { flag: 'max-body-bytes', env: 'MAX_BODY_BYTES', default: '2097152', help: 'largest request body accepted (larger: 413)' },
   dataDir: { flag: 'data-dir', env: 'DATA_DIR', default: './data/etcd', help: 'data directory of the embedded etcd' },
   logLevel: { flag: 'log-level', env: 'LOG_LEVEL', default: 'info', help: 'fatal, error, warn, info, debug, trace or silent' },
@@ -111,6 +113,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | 'he
     port: integer('PORT', get(SETTINGS.port), 0, 65535),
     requestTimeoutMs: integer('REQUEST_TIMEOUT_MS', get(SETTINGS.requestTimeoutMs), 1, 600_000),
     lockWaitMs: integer('LOCK_WAIT_MS', get(SETTINGS.lockWaitMs), 1, 86_400_000),
+    shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', get(SETTINGS.shutdownGraceMs), 0, 3_600_000),
     maxBodyBytes: integer('MAX_BODY_BYTES', get(SETTINGS.maxBodyBytes), 1, 1 << 30),
     dataDir: get(SETTINGS.dataDir),
     logLevel,

@@ -54,7 +54,7 @@ async function main(): Promise<void> {
     // Signing in now reports bad credentials at start-up; an unreachable etcd is retried on first use.
     await etcd.signIn().catch((e: unknown) => log.warn({ err: (e as Error).message }, 'etcd sign-in failed; will retry on first request'));
   }
-  const gateway = buildGateway({ etcd, maxBodyBytes: config.maxBodyBytes, lockWaitMs: config.lockWaitMs, streams: config });
+  const gateway = buildGateway({ etcd, logger: log, maxBodyBytes: config.maxBodyBytes, lockWaitMs: config.lockWaitMs, streams: config });
   const server = http.createServer(gateway.app);
   gateway.attach(server);
   await new Promise<void>((resolve, reject) => {
@@ -76,15 +76,26 @@ async function main(): Promise<void> {
   );
 
   let stopping = false;
+  // Stop accepting, end streams (WebSockets with 1001), let requests in flight finish within the
+  // grace period so no acknowledged write is cut off, then close etcd and the embedded etcd.
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
-    log.info({ signal }, 'stopping');
+    log.info({ signal, graceMs: config.shutdownGraceMs }, 'stopping');
+    const finish = (): void => {
+      etcd.close();
+      void (embedded?.stop() ?? Promise.resolve()).finally(() => process.exit(0));
+    };
+    const grace = setTimeout(() => {
+      log.warn('grace period over: closing the connections still open');
+      server.closeAllConnections();
+    }, config.shutdownGraceMs);
+    server.close(() => {
+      clearTimeout(grace);
+      finish();
+    });
     gateway.close();
-    server.close();
-    server.closeAllConnections();
-    etcd.close();
-    void (embedded?.stop() ?? Promise.resolve()).finally(() => process.exit(0));
+    server.closeIdleConnections();
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));

@@ -7,6 +7,7 @@ import { handlerTable } from '../src/app';
 import { EtcdClient } from '../src/etcd/client';
 import { WatchHub } from '../src/streams/watch-hub';
 import { KeepAliveHub } from '../src/streams/keepalive';
+import { Metrics } from '../src/observability/metrics';
 import { spec, startGateway, type GatewayFixture } from './helpers/gateway';
 
 type Schema = Record<string, unknown>;
@@ -17,7 +18,8 @@ describe('openapi.yaml', () => {
     const hub = new WatchHub(client, { streams: 1, maxWatchesPerConnection: 1 });
     const keepalive = new KeepAliveHub(client, 1);
     const limits = { maxConnections: 1, sendBufferBytes: 1 };
-    const { unary, stream, http } = handlerTable(client, { hub, keepalive, spec: spec(), limits, maxBodyBytes: 1 });
+    const metrics = new Metrics({ hub, keepalive });
+    const { unary, stream, http } = handlerTable(client, { hub, keepalive, spec: spec(), limits, maxBodyBytes: 1, metrics });
     client.close();
     const ops = spec().operations;
     const postOps = ops.filter((o) => o.method === 'post' && !o.stream).map((o) => o.operationId).sort();

@@ -1,14 +1,17 @@
-// The gateway's own GET endpoints: /version and /health shaped as etcd's, and /stats.
+// The gateway's own GET endpoints: /version and /health shaped as etcd's; /healthz (the process lives)
+// and /readyz (etcd answers) for probes; /metrics for Prometheus; /stats.
 
 import type express from 'express';
 import { sendJson } from './router';
 import type { EtcdClient } from '../etcd/client';
 import { fromGrpcError } from '../errors';
 import type { WatchHub } from '../streams/watch-hub';
+import type { Metrics } from '../observability/metrics';
 
 export type HttpHandler = (req: express.Request, res: express.Response) => Promise<void>;
 
 const HEALTH_TIMEOUT_MS = 2_000;
+const READY_TIMEOUT_MS = 1_000;
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const GATEWAY_VERSION: string = require('../../../package.json').version;
@@ -26,8 +29,31 @@ async function clusterVersion(endpoint: string, serverVersion: string): Promise<
   return serverVersion.replace(/^(\d+\.\d+)\..*$/, '$1.0');
 }
 
-export function gatewayHandlers(etcd: EtcdClient, hub: WatchHub): Record<string, HttpHandler> {
+/** A linearizable read needs a leader and a quorum: the same test etcd's own /health makes. */
+async function etcdAnswers(etcd: EtcdClient, timeoutMs: number): Promise<string | undefined> {
+  try {
+    await etcd.unary('KV', 'Range', { key: Buffer.from('health') }, { idempotent: true, deadline: Date.now() + timeoutMs });
+    return undefined;
+  } catch (err) {
+    return fromGrpcError(err).message;
+  }
+}
+
+export function gatewayHandlers(etcd: EtcdClient, hub: WatchHub, metrics: Metrics): Record<string, HttpHandler> {
   return {
+    async Gateway_Healthz(_req, res) {
+      sendJson(res, 200, { status: 'ok' });
+    },
+    async Gateway_Readyz(_req, res) {
+      const reason = await etcdAnswers(etcd, READY_TIMEOUT_MS);
+      if (reason === undefined) sendJson(res, 200, { ready: true });
+      else sendJson(res, 503, { ready: false, reason });
+    },
+    async Gateway_Metrics(_req, res) {
+      const text = await metrics.registry.metrics();
+      res.writeHead(200, { 'Content-Type': metrics.registry.contentType });
+      res.end(text);
+    },
     async Gateway_Stats(_req, res) {
       sendJson(res, 200, { watch: hub.stats() });
     },
@@ -42,16 +68,9 @@ export function gatewayHandlers(etcd: EtcdClient, hub: WatchHub): Record<string,
       }
     },
     async Gateway_Health(_req, res) {
-      try {
-        // A linearizable read needs a leader and a quorum: the same test etcd's own /health makes.
-        await etcd.unary('KV', 'Range', { key: Buffer.from('health') }, {
-          idempotent: true,
-          deadline: Date.now() + HEALTH_TIMEOUT_MS,
-        });
-        sendJson(res, 200, { health: 'true' });
-      } catch (err) {
-        sendJson(res, 503, { health: 'false', reason: fromGrpcError(err).message });
-      }
+      const reason = await etcdAnswers(etcd, HEALTH_TIMEOUT_MS);
+      if (reason === undefined) sendJson(res, 200, { health: 'true' });
+      else sendJson(res, 503, { health: 'false', reason });
     },
   };
 }

@@ -90,7 +90,11 @@ function neverSent(err: grpc.ServiceError): boolean {
   return err.code === GrpcCode.UNAVAILABLE && /No connection established|ECONNREFUSED/.test(err.details ?? '');
 }
 
+/** Told about every unary call: for metrics. `code` is the gRPC code (0 for success). */
+export type CallObserver = (service: Service, method: string, code: number, seconds: number) => void;
+
 export class EtcdClient {
+  observer?: CallObserver;
   private readonly hosts: Host[];
   private readonly ownClients = new Map<string, ServiceClient>();
   /** Requests stick to one member until it fails, so a client reads its own writes from one place. */
@@ -141,6 +145,18 @@ export class EtcdClient {
   }
 
   private async unaryAttempts<T>(service: Service, method: string, request: unknown, opts: CallOptions): Promise<T> {
+    const started = performance.now();
+    try {
+      const answer = await this.attempts<T>(service, method, request, opts);
+      this.observer?.(service, method, 0, (performance.now() - started) / 1000);
+      return answer;
+    } catch (e) {
+      this.observer?.(service, method, (e as { code?: number }).code ?? GrpcCode.UNKNOWN, (performance.now() - started) / 1000);
+      throw e;
+    }
+  }
+
+  private async attempts<T>(service: Service, method: string, request: unknown, opts: CallOptions): Promise<T> {
     const deadline = opts.deadline ?? Date.now() + this.options.requestTimeoutMs;
     let lastError: grpc.ServiceError | undefined;
     for (let attempt = 0; attempt < this.hosts.length; attempt++) {

@@ -17,9 +17,11 @@ import { parseJson, JsonSyntaxError } from '../json/parse';
 import { invalidArgument } from '../errors';
 import { API_PREFIX } from '../api/router';
 import type { EtcdClient } from '../etcd/client';
+import type { Metrics } from '../observability/metrics';
 
 export interface WebSocketOptions extends StreamLimits {
   etcd: EtcdClient;
+  metrics: Metrics;
   hub: WatchHub;
   keepalive: KeepAliveHub;
   codecs: { watch: MessageCodec; keepalive: MessageCodec; observe: MessageCodec };
@@ -108,6 +110,7 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
 
   function serve(ws: WebSocket, factory: SessionFactory, md: grpc.Metadata | undefined): void {
     open++;
+    opts.metrics.webSockets.inc();
     alive.set(ws, true);
     ws.on('pong', () => alive.set(ws, true));
     let cut = false;
@@ -147,6 +150,7 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
       if (done) return;
       done = true;
       open--;
+      opts.metrics.webSockets.dec();
       session.close();
     };
     ws.on('close', finish);

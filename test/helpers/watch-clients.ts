@@ -1,5 +1,6 @@
 // Watch clients for tests: an HTTP stream reader and a WebSocket, both collecting parsed messages and
-// waiting for a given number of them with a bound on time.
+// waiting for a given number of them with a bound on time. Both serve any streaming path (watch,
+// keepalive, observe) and can send request headers (an etcd token), the WebSocket in its upgrade request.
 
 import WebSocket from 'ws';
 
@@ -40,10 +41,16 @@ function queue(onClose: () => void): MessageQueue & { push(m: unknown): void } {
   };
 }
 
-/** POST /v3/watch with `body`; the answer's lines are parsed as they arrive. */
-export async function httpWatch(base: string, body: string, path = '/v3/watch'): Promise<MessageQueue & { status: number }> {
+/** POSTs `body` to `path` with `headers`; resolves once the response headers are in (etcd's gateway sends
+ *  them with the first message); the answer's lines are parsed as they arrive. */
+export async function httpWatch(
+  base: string,
+  body: string,
+  path = '/v3/watch',
+  headers: Record<string, string> = {},
+): Promise<MessageQueue & { status: number }> {
   const aborter = new AbortController();
-  const res = await fetch(new URL(path, base), { method: 'POST', body, signal: aborter.signal });
+  const res = await fetch(new URL(path, base), { method: 'POST', body, headers, signal: aborter.signal });
   const q = queue(() => aborter.abort());
   const reader = res.body!.getReader();
   void (async () => {
@@ -69,12 +76,24 @@ export async function httpWatch(base: string, body: string, path = '/v3/watch'):
   return Object.assign(q, { status: res.status });
 }
 
-/** A WebSocket on /v3/watch; `send` writes one request. */
-export async function wsWatch(wsBase: string, path = '/v3/watch'): Promise<MessageQueue & { ws: WebSocket; send(m: unknown): void; closed: Promise<{ code: number; reason: string }> }> {
-  const ws = new WebSocket(new URL(path, wsBase));
+/** A WebSocket on `path` whose upgrade request carries `headers`; `send` writes one request. With
+ *  `openTimeoutMs`, opening fails after that long. */
+export async function wsWatch(
+  wsBase: string,
+  path = '/v3/watch',
+  { headers, openTimeoutMs }: { headers?: Record<string, string>; openTimeoutMs?: number } = {},
+): Promise<MessageQueue & { ws: WebSocket; send(m: unknown): void; closed: Promise<{ code: number; reason: string }> }> {
+  const ws = new WebSocket(new URL(path, wsBase), { headers });
   await new Promise<void>((resolve, reject) => {
-    ws.once('open', () => resolve());
-    ws.once('error', reject);
+    const timer = openTimeoutMs === undefined ? undefined : setTimeout(() => reject(new Error(`WebSocket ${path}: not open within ${openTimeoutMs / 1000} s`)), openTimeoutMs);
+    ws.once('open', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    ws.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
   });
   const q = queue(() => ws.close());
   ws.on('message', (data) => q.push(JSON.parse(data.toString())));

@@ -11,92 +11,14 @@ round; on the first failure prints "FAIL <api_path> <check>: <reason>" to stderr
 A missing client exits 2 with the install hint.
 """
 
-import inspect
+import os
 import sys
-import traceback
-import uuid
-from urllib.parse import urlsplit
 
-try:
-    import etcd3gw
-    from etcd3gw.client import Etcd3Client
-except ImportError as exc:  # pragma: no cover - environment problem, not a gateway problem
-    print("etcd3gw is not importable (%s); run: apt-get install python3-etcd3gw" % exc,
-          file=sys.stderr)
-    sys.exit(2)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import eq, main  # noqa: E402 - exits 2 with the install hint when etcd3gw is missing
 
 
-class CheckFailed(Exception):
-    pass
-
-
-def main():
-    if len(sys.argv) not in (2, 3):
-        print("usage: %s <gateway base URL, e.g. http://127.0.0.1:2379> [default,/v3/,...]"
-              % sys.argv[0], file=sys.stderr)
-        return 2
-    url = urlsplit(sys.argv[1])
-    if url.scheme not in ("http", "https") or not url.hostname or not url.port:
-        print("not a base URL with scheme, host and port: %r" % sys.argv[1], file=sys.stderr)
-        return 2
-
-    default_api_path = inspect.signature(Etcd3Client.__init__).parameters["api_path"].default
-    print("etcd3gw from %s, default api_path %r" % (etcd3gw.__file__, default_api_path))
-
-    rounds = []
-    for item in (sys.argv[2] if len(sys.argv) == 3 else "default,/v3/").split(","):
-        if item == "default":
-            rounds.append((default_api_path, {}))  # constructor called without api_path
-        elif item.startswith("/") and item.endswith("/"):
-            rounds.append((item, {"api_path": item}))
-        else:
-            print("not an api_path (like /v3/) nor 'default': %r" % item, file=sys.stderr)
-            return 2
-
-    for api_path, kwargs in rounds:
-        client = Etcd3Client(host=url.hostname, port=url.port, protocol=url.scheme,
-                             timeout=10, **kwargs)
-        assert client.api_path == api_path, (client.api_path, api_path)
-        prefix = "etcd3gw-test/%s/%s/" % (uuid.uuid4().hex, api_path.strip("/"))
-        check = Checker(api_path)
-        try:
-            run_checks(client, prefix, check)
-        except CheckFailed as exc:
-            print("FAIL %s %s" % (api_path, exc), file=sys.stderr)
-            return 1
-        except Exception:  # an exception from the client is a failure of the current check
-            print("FAIL %s %s: unexpected exception:\n%s"
-                  % (api_path, check.current, traceback.format_exc()), file=sys.stderr)
-            return 1
-        print("PASS %s" % api_path)
-    print("ALL PASSED")
-    return 0
-
-
-class Checker(object):
-    """Names the check in progress so that an exception can be attributed to it."""
-
-    def __init__(self, api_path):
-        self.api_path = api_path
-        self.current = "(setup)"
-
-    def start(self, name):
-        self.current = name
-
-    def ok(self, condition, message):
-        if not condition:
-            raise CheckFailed("%s: %s" % (self.current, message))
-
-    def passed(self):
-        print("ok %s %s" % (self.api_path, self.current))
-        sys.stdout.flush()
-
-
-def eq(check, actual, expected, what):
-    check.ok(actual == expected, "%s: expected %r, got %r" % (what, expected, actual))
-
-
-def run_checks(client, prefix, check):
+def run_checks(client, make_client, prefix, check):
     p = prefix
     # etcd3gw base64-encodes a str with latin-1, so UTF-8 text must be passed as bytes.
     utf8_value = "héllo wörld ✓ 日本語 🙂".encode("utf-8")
@@ -290,4 +212,4 @@ def _unb64(text):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main("etcd3gw-test", run_checks))

@@ -33,124 +33,19 @@ own (the client's watch POST, its iterator) blocks for good.
 """
 
 import base64
-import inspect
 import os
 import queue
 import sys
 import threading
 import time
-import traceback
-import uuid
-from urllib.parse import urlsplit
 
-try:
-    import etcd3gw
-    from etcd3gw import exceptions as etcd3gw_exceptions
-    from etcd3gw.client import Etcd3Client
-except ImportError as exc:  # pragma: no cover - environment problem, not a gateway problem
-    print("etcd3gw is not importable (%s); run: apt-get install python3-etcd3gw" % exc,
-          file=sys.stderr)
-    sys.exit(2)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import CheckFailed, eq, main  # noqa: E402 - exits 2 with the hint when etcd3gw is missing
+from etcd3gw import exceptions as etcd3gw_exceptions  # noqa: E402
 
 EVENT_WAIT = 10.0      # seconds to wait for an expected event
 JOIN_WAIT = 10.0       # seconds for a reader thread to end after cancel
 WATCHDOG_SECONDS = 50  # the whole script; the Node test kills it at 60 s
-
-
-class CheckFailed(Exception):
-    pass
-
-
-class Checker(object):
-    """Names the check in progress so that an exception can be attributed to it."""
-
-    def __init__(self, api_path):
-        self.api_path = api_path
-        self.current = "(setup)"
-
-    def start(self, name):
-        self.current = name
-
-    def ok(self, condition, message):
-        if not condition:
-            raise CheckFailed("%s: %s" % (self.current, message))
-
-    def passed(self):
-        print("ok %s %s" % (self.api_path, self.current))
-        sys.stdout.flush()
-
-
-CURRENT = {"checker": None}
-
-
-def start_watchdog():
-    def fire():
-        checker = CURRENT["checker"]
-        where = "%s %s" % (checker.api_path, checker.current) if checker else "(setup)"
-        print("FAIL %s: no result within %d s (a client call without a timeout blocked)"
-              % (where, WATCHDOG_SECONDS), file=sys.stderr)
-        sys.stderr.flush()
-        sys.stdout.flush()
-        os._exit(1)
-
-    timer = threading.Timer(WATCHDOG_SECONDS, fire)
-    timer.daemon = True
-    timer.start()
-    return timer
-
-
-def main():
-    if len(sys.argv) not in (2, 3):
-        print("usage: %s <gateway base URL, e.g. http://127.0.0.1:2379> [default,/v3/,...]"
-              % sys.argv[0], file=sys.stderr)
-        return 2
-    url = urlsplit(sys.argv[1])
-    if url.scheme not in ("http", "https") or not url.hostname or not url.port:
-        print("not a base URL with scheme, host and port: %r" % sys.argv[1], file=sys.stderr)
-        return 2
-
-    default_api_path = inspect.signature(Etcd3Client.__init__).parameters["api_path"].default
-    print("etcd3gw from %s, default api_path %r" % (etcd3gw.__file__, default_api_path))
-
-    rounds = []
-    for item in (sys.argv[2] if len(sys.argv) == 3 else "default,/v3/").split(","):
-        if item == "default":
-            rounds.append((default_api_path, {}))  # constructor called without api_path
-        elif item.startswith("/") and item.endswith("/"):
-            rounds.append((item, {"api_path": item}))
-        else:
-            print("not an api_path (like /v3/) nor 'default': %r" % item, file=sys.stderr)
-            return 2
-
-    watchdog = start_watchdog()
-    for api_path, kwargs in rounds:
-        def make_client():
-            return Etcd3Client(host=url.hostname, port=url.port, protocol=url.scheme,
-                               timeout=10, **kwargs)
-
-        client = make_client()
-        assert client.api_path == api_path, (client.api_path, api_path)
-        prefix = "etcd3gw-watch-test/%s/%s/" % (uuid.uuid4().hex, api_path.strip("/"))
-        check = Checker(api_path)
-        CURRENT["checker"] = check
-        try:
-            run_checks(client, make_client, prefix, check)
-        except CheckFailed as exc:
-            print("FAIL %s %s" % (api_path, exc), file=sys.stderr)
-            sys.stdout.flush()
-            sys.stderr.flush()
-            # Watch threads may still be reading; do not wait for them at exit.
-            os._exit(1)
-        except Exception:  # an exception from the client is a failure of the current check
-            print("FAIL %s %s: unexpected exception:\n%s"
-                  % (api_path, check.current, traceback.format_exc()), file=sys.stderr)
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(1)
-        print("PASS %s" % api_path)
-    watchdog.cancel()
-    print("ALL PASSED")
-    return 0
 
 
 END = object()
@@ -205,10 +100,6 @@ class Collector(object):
                 break
             leftover.append(item)
         return leftover
-
-
-def eq(check, actual, expected, what):
-    check.ok(actual == expected, "%s: expected %r, got %r" % (what, expected, actual))
 
 
 def summary(events):
@@ -400,4 +291,4 @@ def run_checks(client, make_client, prefix, check):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main("etcd3gw-watch-test", run_checks, watchdog_seconds=WATCHDOG_SECONDS))
