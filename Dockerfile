@@ -40,9 +40,9 @@ USER node
 ENV HOST=0.0.0.0 PORT=8080
 EXPOSE 8080
 
-# No curl in slim images: probe with node itself. /health reports whether etcd answers
-# (a later change adds /healthz and /readyz; until then /health serves both purposes).
+# No curl in slim images: probe with node itself. /healthz says the process answers; whether etcd
+# does is /readyz's business (an etcd outage should not make the container unhealthy).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
-    CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+    CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 
 CMD ["node", "dist/src/main.js"]

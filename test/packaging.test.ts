@@ -236,7 +236,7 @@ describe('helm chart', () => {
     assert.equal(validate(badLevel), false, 'LOG_LEVEL outside the gateway\'s list is rejected');
   });
 
-  it('values.yaml defaults: hardened pod, /health probes, optional features off', () => {
+  it('values.yaml defaults: hardened pod, /healthz and /readyz probes, optional features off', () => {
     const v = loadValues();
     const at = (p: string): Json | undefined => getPath(v, p.split('.')).value;
     assert.equal(at('podSecurityContext.runAsNonRoot'), true);
@@ -248,8 +248,8 @@ describe('helm chart', () => {
     assert.equal(at('securityContext.allowPrivilegeEscalation'), false);
     assert.deepEqual(at('securityContext.capabilities.drop'), ['ALL']);
     assert.equal(at('securityContext.seccompProfile.type'), 'RuntimeDefault');
-    assert.equal(at('probes.liveness.path'), '/health');
-    assert.equal(at('probes.readiness.path'), '/health');
+    assert.equal(at('probes.liveness.path'), '/healthz');
+    assert.equal(at('probes.readiness.path'), '/readyz');
     assert.equal(at('config.host'), '0.0.0.0', 'a pod must listen on all interfaces');
     assert.equal(at('serviceMonitor.path'), '/metrics');
     for (const [file, key] of Object.entries(OPTIONAL_TEMPLATES)) {
@@ -432,7 +432,7 @@ describe('Dockerfile', () => {
     assert.ok(exposed.some((p) => p.replace(/\/tcp$/, '') === env.PORT), `EXPOSE ${env.PORT} (got ${exposed.join(' ')})`);
 
     const hc = healthcheckOf(runtime);
-    assert.match(hc.command, /\/health\b/);
+    assert.match(hc.command, /\/healthz\b/);
     assert.doesNotMatch(hc.command, /\b(curl|wget)\b/, 'slim images have neither curl nor wget');
 
     const run = runtime.filter((i) => i.keyword === 'RUN').map((i) => i.args);
