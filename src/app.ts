@@ -23,6 +23,8 @@ import type http from 'node:http';
 import { randomUUID } from 'node:crypto';
 import pino, { type Logger } from 'pino';
 import { Metrics } from './observability/metrics';
+import { cors } from './security/cors';
+import { rateLimit } from './security/rate-limit';
 
 export interface StreamSettings {
   watchStreams: number;
@@ -47,6 +49,10 @@ export interface AppOptions {
   maxBodyBytes: number;
   /** Longest wait of a lock or a campaign (default 60 s). */
   lockWaitMs?: number;
+  /** Origins allowed from browsers; absent or empty: no CORS. */
+  corsOrigins?: string[];
+  /** Requests per second per client address on the API; absent or 0: no limit. */
+  rateLimit?: { rate: number; burst: number };
   streams?: StreamSettings;
   spec?: ApiSpec;
 }
@@ -143,6 +149,12 @@ export function buildGateway(opts: AppOptions): Gateway {
       app.get(op.path, (req, res) => void handler(req, res));
       app.all(op.path, (req, res) => sendError(res, methodNotAllowed(req, 'GET'), { Allow: 'GET' }));
     }
+  }
+
+  if (opts.corsOrigins?.length) app.use(cors(opts.corsOrigins));
+  if (opts.rateLimit?.rate) {
+    const limit = rateLimit({ ...opts.rateLimit, clientOf: (req) => req.socket.remoteAddress ?? '' });
+    app.use((req, res, next) => (API_PREFIX.test(req.path) ? limit(req, res, next) : next()));
   }
 
   // API routes are looked up in one map rather than through express's list of patterns.

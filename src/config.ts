@@ -14,6 +14,11 @@ export interface Config {
   requestTimeoutMs: number;
   lockWaitMs: number;
   shutdownGraceMs: number;
+  /** Origins allowed to call from a browser; empty: CORS off. */
+  corsOrigins: string[];
+  /** Requests per second per client; 0: no limit. */
+  rateLimit: number;
+  rateLimitBurst: number;
   maxBodyBytes: number;
   /** Where the embedded etcd keeps its data. */
   dataDir: string;
@@ -40,6 +45,9 @@ const SETTINGS = {
   port: { flag: 'port', env: 'PORT', default: '8080', help: 'port to listen on (0: any free port)' },
   requestTimeoutMs: { flag: 'request-timeout-ms', env: 'REQUEST_TIMEOUT_MS', default: '5000', help: 'deadline of each request to etcd, in milliseconds' },
   lockWaitMs: { flag: 'lock-wait-ms', env: 'LOCK_WAIT_MS', default: '60000', help: 'longest wait of a lock or an election campaign' },
+  corsOrigins: { flag: 'cors-origins', env: 'CORS_ORIGINS', default: '', help: 'comma-separated origins allowed from browsers (https://app.example.com, or *); unset: CORS off' },
+  rateLimit: { flag: 'rate-limit', env: 'RATE_LIMIT', default: '0', help: 'requests per second per client address on the API (0: no limit); past it: 429' },
+  rateLimitBurst: { flag: 'rate-limit-burst', env: 'RATE_LIMIT_BURST', default: '0', help: 'requests a client may send at once (0: twice the rate)' },
   shutdownGraceMs: { flag: 'shutdown-grace-ms', env: 'SHUTDOWN_GRACE_MS', default: '10000', help: 'on SIGTERM/SIGINT, how long requests in flight may take to finish' },
   maxBodyBytes: { flag: 'max-body-bytes', env: 'MAX_BODY_BYTES', default: '2097152', help: 'largest request body accepted (larger: 413)' },
   dataDir: { flag: 'data-dir', env: 'DATA_DIR', default: './data/etcd', help: 'data directory of the embedded etcd' },
@@ -91,6 +99,21 @@ function endpointList(text: string): string[] {
   return list;
 }
 
+function originList(text: string): string[] {
+  const list = text.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const o of list) {
+    if (o === '*') continue;
+    let url: URL;
+    try {
+      url = new URL(o);
+    } catch {
+      throw new ConfigError(`CORS_ORIGINS: "${o}" is not an origin (expected https://host[:port] or *)`);
+    }
+    if (url.origin !== o) throw new ConfigError(`CORS_ORIGINS: "${o}" is not an origin (expected ${url.origin})`);
+  }
+  return list;
+}
+
 /** Returns the configuration, or `"help"` when --help was asked for. Throws ConfigError when invalid. */
 export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | 'help' {
   const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' } };
@@ -113,6 +136,9 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | 'he
     port: integer('PORT', get(SETTINGS.port), 0, 65535),
     requestTimeoutMs: integer('REQUEST_TIMEOUT_MS', get(SETTINGS.requestTimeoutMs), 1, 600_000),
     lockWaitMs: integer('LOCK_WAIT_MS', get(SETTINGS.lockWaitMs), 1, 86_400_000),
+    corsOrigins: originList(get(SETTINGS.corsOrigins)),
+    rateLimit: integer('RATE_LIMIT', get(SETTINGS.rateLimit), 0, 1_000_000),
+    rateLimitBurst: integer('RATE_LIMIT_BURST', get(SETTINGS.rateLimitBurst), 0, 10_000_000),
     shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', get(SETTINGS.shutdownGraceMs), 0, 3_600_000),
     maxBodyBytes: integer('MAX_BODY_BYTES', get(SETTINGS.maxBodyBytes), 1, 1 << 30),
     dataDir: get(SETTINGS.dataDir),

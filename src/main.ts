@@ -54,7 +54,15 @@ async function main(): Promise<void> {
     // Signing in now reports bad credentials at start-up; an unreachable etcd is retried on first use.
     await etcd.signIn().catch((e: unknown) => log.warn({ err: (e as Error).message }, 'etcd sign-in failed; will retry on first request'));
   }
-  const gateway = buildGateway({ etcd, logger: log, maxBodyBytes: config.maxBodyBytes, lockWaitMs: config.lockWaitMs, streams: config });
+  const gateway = buildGateway({
+    etcd,
+    logger: log,
+    maxBodyBytes: config.maxBodyBytes,
+    lockWaitMs: config.lockWaitMs,
+    corsOrigins: config.corsOrigins,
+    rateLimit: { rate: config.rateLimit, burst: config.rateLimitBurst || 2 * config.rateLimit },
+    streams: config,
+  });
   const server = http.createServer(gateway.app);
   gateway.attach(server);
   await new Promise<void>((resolve, reject) => {

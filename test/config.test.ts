@@ -16,6 +16,9 @@ describe('config', () => {
       requestTimeoutMs: 5000,
       lockWaitMs: 60000,
       shutdownGraceMs: 10000,
+      corsOrigins: [],
+      rateLimit: 0,
+      rateLimitBurst: 0,
       maxBodyBytes: 2097152,
       dataDir: './data/etcd',
       logLevel: 'info',
@@ -43,7 +46,7 @@ describe('config', () => {
 
   it('answers --help with the usage, listing every variable', () => {
     assert.equal(loadConfig(['--help'], {}), 'help');
-    for (const name of ['ETCD_ENDPOINTS', 'ETCD_USERNAME', 'ETCD_PASSWORD', 'LOCK_WAIT_MS', 'SHUTDOWN_GRACE_MS', 'PORT', 'HOST', 'REQUEST_TIMEOUT_MS', 'MAX_BODY_BYTES', 'DATA_DIR', 'LOG_LEVEL', 'WATCH_STREAMS', 'MAX_WATCHES_PER_CONNECTION', 'MAX_WATCH_CONNECTIONS', 'SEND_BUFFER_BYTES', 'WS_PING_INTERVAL_MS']) {
+    for (const name of ['ETCD_ENDPOINTS', 'ETCD_USERNAME', 'ETCD_PASSWORD', 'LOCK_WAIT_MS', 'SHUTDOWN_GRACE_MS', 'CORS_ORIGINS', 'RATE_LIMIT', 'RATE_LIMIT_BURST', 'PORT', 'HOST', 'REQUEST_TIMEOUT_MS', 'MAX_BODY_BYTES', 'DATA_DIR', 'LOG_LEVEL', 'WATCH_STREAMS', 'MAX_WATCHES_PER_CONNECTION', 'MAX_WATCH_CONNECTIONS', 'SEND_BUFFER_BYTES', 'WS_PING_INTERVAL_MS']) {
       assert.match(usage(), new RegExp(name));
     }
   });
@@ -58,6 +61,8 @@ describe('config', () => {
       [[], { REQUEST_TIMEOUT_MS: '0' }, /REQUEST_TIMEOUT_MS must be between/],
       [[], { LOG_LEVEL: 'loud' }, /LOG_LEVEL must be one of/],
       [['--bogus'], {}, /Unknown option '--bogus'/],
+      [[], { CORS_ORIGINS: 'https://a.example/path' }, /CORS_ORIGINS: "https:\/\/a.example\/path" is not an origin \(expected https:\/\/a.example\)/],
+      [[], { RATE_LIMIT: '-1' }, /RATE_LIMIT must be a whole number/],
     ];
     for (const [argv, env, message] of cases) assert.throws(() => loadConfig(argv, env), (e: unknown) => e instanceof ConfigError && message.test(e.message));
   });

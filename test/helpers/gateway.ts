@@ -73,6 +73,8 @@ export async function startGateway(
     requestTimeoutMs?: number;
     maxBodyBytes?: number;
     lockWaitMs?: number;
+    corsOrigins?: string[];
+    rateLimit?: { rate: number; burst: number };
     streams?: Partial<StreamSettings>;
   } = {},
 ): Promise<GatewayFixture> {
@@ -82,6 +84,8 @@ export async function startGateway(
     etcd: client,
     maxBodyBytes: opts.maxBodyBytes ?? 2 * 1024 * 1024,
     lockWaitMs: opts.lockWaitMs,
+    corsOrigins: opts.corsOrigins,
+    rateLimit: opts.rateLimit,
     streams: { ...DEFAULT_STREAM_SETTINGS, ...opts.streams },
     spec: spec(),
   });

@@ -1,0 +1,33 @@
+// CORS: off unless origins are configured. An allowed origin gets the headers a browser needs; a
+// preflight from any other origin is refused. Same-origin pages (Swagger UI at /docs) need none of this.
+
+import type express from 'express';
+import { GatewayError, GrpcCode } from '../errors';
+import { sendError } from '../api/router';
+
+const ALLOWED_HEADERS = 'content-type, authorization, grpc-metadata-token, x-request-id';
+
+export function cors(origins: string[]): express.RequestHandler {
+  const any = origins.includes('*');
+  const allowed = new Set(origins);
+  return (req, res, next) => {
+    const origin = req.headers.origin;
+    if (!origin) return next();
+    const ok = any || allowed.has(origin);
+    const preflight = req.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined;
+    if (!ok) {
+      if (preflight) return sendError(res, new GatewayError(GrpcCode.PERMISSION_DENIED, `origin ${origin} is not allowed (CORS_ORIGINS)`));
+      return next();
+    }
+    res.setHeader('Access-Control-Allow-Origin', any ? '*' : origin);
+    res.setHeader('Vary', 'Origin');
+    res.setHeader('Access-Control-Expose-Headers', 'X-Request-Id, Retry-After');
+    if (!preflight) return next();
+    res.writeHead(204, {
+      'Access-Control-Allow-Methods': 'POST, GET, OPTIONS',
+      'Access-Control-Allow-Headers': ALLOWED_HEADERS,
+      'Access-Control-Max-Age': '600',
+    });
+    res.end();
+  };
+}
