@@ -13,7 +13,7 @@ import { lockHandlers } from './api/lock';
 import { keepAliveRoute, serverStreamRoute } from './api/stream-routes';
 import { KeepAliveHub } from './streams/keepalive';
 import { gatewayHandlers, type HttpHandler } from './api/gateway';
-import type { UnaryHandler } from './api/context';
+import type { Guard, UnaryHandler } from './api/context';
 import { API_PREFIX, methodNotAllowed, notFound, sendError, unaryRoute, type Route } from './api/router';
 import { MessageCodec, watchRoute, type StreamLimits } from './api/watch';
 import type { EtcdClient } from './etcd/client';
@@ -25,6 +25,7 @@ import pino, { type Logger } from 'pino';
 import { Metrics } from './observability/metrics';
 import { cors } from './security/cors';
 import { rateLimit } from './security/rate-limit';
+import { accessGuard, type AccessPolicy } from './security/access';
 
 export interface StreamSettings {
   watchStreams: number;
@@ -53,6 +54,8 @@ export interface AppOptions {
   corsOrigins?: string[];
   /** Requests per second per client address on the API; absent or 0: no limit. */
   rateLimit?: { rate: number; burst: number };
+  /** Gateway access control; absent: off. */
+  access?: AccessPolicy;
   streams?: StreamSettings;
   spec?: ApiSpec;
 }
@@ -73,18 +76,18 @@ type StreamRouteFactory = (op: Operation) => Route;
 /** Every handler by operationId; a test checks it against the operations of openapi.yaml. */
 export function handlerTable(
   etcd: EtcdClient,
-  streams: { hub: WatchHub; keepalive: KeepAliveHub; spec: ApiSpec; limits: StreamLimits; maxBodyBytes: number; metrics: Metrics },
+  streams: { hub: WatchHub; keepalive: KeepAliveHub; spec: ApiSpec; limits: StreamLimits; maxBodyBytes: number; metrics: Metrics; guard?: Guard },
   lockWaitMs = 60_000,
 ): { unary: Record<string, UnaryHandler>; stream: Record<string, StreamRouteFactory>; http: Record<string, HttpHandler> } {
-  const { hub, keepalive, spec, limits, maxBodyBytes, metrics } = streams;
+  const { hub, keepalive, spec, limits, maxBodyBytes, metrics, guard } = streams;
   const codec = (request: string, response: string): MessageCodec => new MessageCodec(spec, request, response);
   return {
     unary: { ...kvHandlers, ...leaseHandlers, ...clusterHandlers, ...maintenanceHandlers, ...authHandlers, ...lockHandlers(lockWaitMs) },
     stream: {
-      Watch_Watch: (op) => watchRoute(op, hub, codec('WatchRequest', 'WatchResponse'), limits, maxBodyBytes),
-      Lease_LeaseKeepAlive: (op) => keepAliveRoute(op, keepalive, codec('LeaseKeepAliveRequest', 'LeaseKeepAliveResponse'), maxBodyBytes),
-      Maintenance_Snapshot: (op) => serverStreamRoute(op, etcd, 'Maintenance', 'Snapshot', codec('Empty', 'SnapshotResponse'), maxBodyBytes),
-      Election_Observe: (op) => serverStreamRoute(op, etcd, 'Election', 'Observe', codec('LeaderRequest', 'LeaderResponse'), maxBodyBytes),
+      Watch_Watch: (op) => watchRoute(op, hub, codec('WatchRequest', 'WatchResponse'), limits, maxBodyBytes, guard),
+      Lease_LeaseKeepAlive: (op) => keepAliveRoute(op, keepalive, codec('LeaseKeepAliveRequest', 'LeaseKeepAliveResponse'), maxBodyBytes, guard),
+      Maintenance_Snapshot: (op) => serverStreamRoute(op, etcd, 'Maintenance', 'Snapshot', codec('Empty', 'SnapshotResponse'), maxBodyBytes, guard),
+      Election_Observe: (op) => serverStreamRoute(op, etcd, 'Election', 'Observe', codec('LeaderRequest', 'LeaderResponse'), maxBodyBytes, guard),
     },
     http: gatewayHandlers(etcd, hub, metrics),
   };
@@ -102,7 +105,8 @@ export function buildGateway(opts: AppOptions): Gateway {
     metrics.etcdDuration.observe(labels, seconds);
     if (code !== 0) metrics.etcdErrors.inc(labels);
   };
-  const handlers = handlerTable(opts.etcd, { hub, keepalive, spec, limits, maxBodyBytes: opts.maxBodyBytes, metrics }, opts.lockWaitMs);
+  const guard = opts.access ? accessGuard(opts.access) : undefined;
+  const handlers = handlerTable(opts.etcd, { hub, keepalive, spec, limits, maxBodyBytes: opts.maxBodyBytes, metrics, guard }, opts.lockWaitMs);
   const log = opts.logger ?? pino({ level: 'silent' });
   const app = express();
   app.disable('x-powered-by');
@@ -141,7 +145,7 @@ export function buildGateway(opts: AppOptions): Gateway {
       const stream = handlers.stream[op.operationId];
       const unary = handlers.unary[op.operationId];
       if (op.stream ? !stream : !unary) throw new Error(`no handler for operation ${op.operationId}`);
-      const route = op.stream ? stream(op) : unaryRoute(spec, op, unary, opts.etcd, opts.maxBodyBytes);
+      const route = op.stream ? stream(op) : unaryRoute(spec, op, unary, opts.etcd, opts.maxBodyBytes, guard);
       for (const p of [op.path, ...op.aliases]) apiRoutes.set(p, route);
     } else {
       const handler = handlers.http[op.operationId];
@@ -153,7 +157,16 @@ export function buildGateway(opts: AppOptions): Gateway {
 
   if (opts.corsOrigins?.length) app.use(cors(opts.corsOrigins));
   if (opts.rateLimit?.rate) {
-    const limit = rateLimit({ ...opts.rateLimit, clientOf: (req) => req.socket.remoteAddress ?? '' });
+    // A client is its access-control identity when there is one, else its address.
+    const clientOf = (req: express.Request): string => {
+      try {
+        if (opts.access) return `client:${opts.access.current.identify(req).name}`;
+      } catch {
+        // unidentified: counted by address
+      }
+      return req.socket.remoteAddress ?? '';
+    };
+    const limit = rateLimit({ ...opts.rateLimit, clientOf });
     app.use((req, res, next) => (API_PREFIX.test(req.path) ? limit(req, res, next) : next()));
   }
 
@@ -164,6 +177,14 @@ export function buildGateway(opts: AppOptions): Gateway {
     const route = apiRoutes.get(`/v3${m[1]}`);
     if (!route) return sendError(res, notFound(req));
     if (req.method !== 'POST') return sendError(res, methodNotAllowed(req, 'POST'), { Allow: 'POST' });
+    if (guard) {
+      // Who is asking is settled before the body is even read: no detail reaches an unknown client.
+      try {
+        guard(req);
+      } catch (err) {
+        return sendError(res, err);
+      }
+    }
     if (route.operation.stream) {
       openStreams.add(res);
       res.once('close', () => openStreams.delete(res));
@@ -203,6 +224,7 @@ export function buildGateway(opts: AppOptions): Gateway {
       });
       sockets = attachWebSockets(server, {
         metrics,
+        guard,
         etcd: opts.etcd,
         hub,
         keepalive,

@@ -19,6 +19,8 @@ export interface Config {
   /** Requests per second per client; 0: no limit. */
   rateLimit: number;
   rateLimitBurst: number;
+  /** The gateway access-control file; empty: access control off. */
+  accessFile: string;
   maxBodyBytes: number;
   /** Where the embedded etcd keeps its data. */
   dataDir: string;
@@ -28,6 +30,16 @@ export interface Config {
   maxWatchConnections: number;
   sendBufferBytes: number;
   pingIntervalMs: number;
+  /** HTTPS and WSS: PEM certificate (chain) and private key files, both or neither; empty: plain HTTP. */
+  tlsCertFile: string;
+  tlsKeyFile: string;
+  /** PEM CA certificates; when set, clients must present a certificate they signed (mutual TLS). */
+  tlsClientCaFile: string;
+  /** TLS to etcd: CA certificates to verify etcd with (empty: the system's), and the gateway's client
+   *  certificate and key, both or neither. Only for https:// endpoints. */
+  etcdCaFile: string;
+  etcdCertFile: string;
+  etcdKeyFile: string;
 }
 
 interface Setting {
@@ -47,6 +59,7 @@ const SETTINGS = {
   lockWaitMs: { flag: 'lock-wait-ms', env: 'LOCK_WAIT_MS', default: '60000', help: 'longest wait of a lock or an election campaign' },
   corsOrigins: { flag: 'cors-origins', env: 'CORS_ORIGINS', default: '', help: 'comma-separated origins allowed from browsers (https://app.example.com, or *); unset: CORS off' },
   rateLimit: { flag: 'rate-limit', env: 'RATE_LIMIT', default: '0', help: 'requests per second per client address on the API (0: no limit); past it: 429' },
+  accessFile: { flag: 'access-file', env: 'ACCESS_FILE', default: '', help: 'gateway access-control file (YAML or JSON): clients, tokens, granted prefixes; reloaded on change and SIGHUP' },
   rateLimitBurst: { flag: 'rate-limit-burst', env: 'RATE_LIMIT_BURST', default: '0', help: 'requests a client may send at once (0: twice the rate)' },
   shutdownGraceMs: { flag: 'shutdown-grace-ms', env: 'SHUTDOWN_GRACE_MS', default: '10000', help: 'on SIGTERM/SIGINT, how long requests in flight may take to finish' },
   maxBodyBytes: { flag: 'max-body-bytes', env: 'MAX_BODY_BYTES', default: '2097152', help: 'largest request body accepted (larger: 413)' },
@@ -57,6 +70,12 @@ const SETTINGS = {
   maxWatchConnections: { flag: 'max-watch-connections', env: 'MAX_WATCH_CONNECTIONS', default: '10000', help: 'open watch streams and WebSockets, in all' },
   sendBufferBytes: { flag: 'send-buffer-bytes', env: 'SEND_BUFFER_BYTES', default: '4194304', help: 'bytes waiting to be sent to one client before it is cut off as too slow' },
   pingIntervalMs: { flag: 'ws-ping-interval-ms', env: 'WS_PING_INTERVAL_MS', default: '30000', help: 'WebSocket ping interval; a peer silent for two intervals is dropped' },
+  tlsCertFile: { flag: 'tls-cert-file', env: 'TLS_CERT_FILE', default: '', help: 'PEM certificate (chain) to serve HTTPS and WSS with; needs TLS_KEY_FILE; unset: plain HTTP' },
+  tlsKeyFile: { flag: 'tls-key-file', env: 'TLS_KEY_FILE', default: '', help: 'PEM private key of TLS_CERT_FILE' },
+  tlsClientCaFile: { flag: 'tls-client-ca-file', env: 'TLS_CLIENT_CA_FILE', default: '', help: 'PEM CA certificates: require client certificates they signed (mutual TLS)' },
+  etcdCaFile: { flag: 'etcd-ca-file', env: 'ETCD_CA_FILE', default: '', help: "PEM CA certificates to verify https:// etcd endpoints with (unset: the system's)" },
+  etcdCertFile: { flag: 'etcd-cert-file', env: 'ETCD_CERT_FILE', default: '', help: "PEM client certificate for etcd's --client-cert-auth; needs ETCD_KEY_FILE" },
+  etcdKeyFile: { flag: 'etcd-key-file', env: 'ETCD_KEY_FILE', default: '', help: 'PEM private key of ETCD_CERT_FILE' },
 } satisfies Record<keyof Config, Setting>;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -139,6 +158,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | 'he
     corsOrigins: originList(get(SETTINGS.corsOrigins)),
     rateLimit: integer('RATE_LIMIT', get(SETTINGS.rateLimit), 0, 1_000_000),
     rateLimitBurst: integer('RATE_LIMIT_BURST', get(SETTINGS.rateLimitBurst), 0, 10_000_000),
+    accessFile: get(SETTINGS.accessFile),
     shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', get(SETTINGS.shutdownGraceMs), 0, 3_600_000),
     maxBodyBytes: integer('MAX_BODY_BYTES', get(SETTINGS.maxBodyBytes), 1, 1 << 30),
     dataDir: get(SETTINGS.dataDir),
@@ -148,5 +168,12 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | 'he
     maxWatchConnections: integer('MAX_WATCH_CONNECTIONS', get(SETTINGS.maxWatchConnections), 1, 10_000_000),
     sendBufferBytes: integer('SEND_BUFFER_BYTES', get(SETTINGS.sendBufferBytes), 1024, 1 << 30),
     pingIntervalMs: integer('WS_PING_INTERVAL_MS', get(SETTINGS.pingIntervalMs), 100, 3_600_000),
+    // Files are read, and the pairs checked, by main.ts before anything starts (errors name the setting).
+    tlsCertFile: get(SETTINGS.tlsCertFile),
+    tlsKeyFile: get(SETTINGS.tlsKeyFile),
+    tlsClientCaFile: get(SETTINGS.tlsClientCaFile),
+    etcdCaFile: get(SETTINGS.etcdCaFile),
+    etcdCertFile: get(SETTINGS.etcdCertFile),
+    etcdKeyFile: get(SETTINGS.etcdKeyFile),
   };
 }

@@ -1,18 +1,108 @@
 // Command line and environment → config → etcd (the embedded one when no endpoints are given) →
 // listen → stop everything cleanly on SIGINT/SIGTERM.
 
+import { X509Certificate } from 'node:crypto';
+import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import path from 'node:path';
+import tls from 'node:tls';
 import pino from 'pino';
 import { ConfigError, loadConfig, usage, type Config } from './config';
 import { buildGateway } from './app';
-import { EtcdClient } from './etcd/client';
+import { AccessPolicy } from './security/access';
+import { EtcdClient, type EtcdTlsOptions } from './etcd/client';
 import { ensureEtcdBinary, EtcdMissingError, startEmbeddedEtcd, type EtcdProcess } from './etcd/process';
+
+/** A PEM file named by a setting; unreadable or not PEM: a ConfigError naming the setting and the path. */
+function readPem(setting: string, file: string, kind: 'certificate' | 'key'): Buffer {
+  let data: Buffer;
+  try {
+    data = fs.readFileSync(file);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    const why = err.code === 'ENOENT' ? 'no such file' : err.code === 'EACCES' ? 'permission denied' : err.code === 'EISDIR' ? 'is a directory' : err.message;
+    throw new ConfigError(`${setting}: cannot read "${file}": ${why}`);
+  }
+  const text = data.toString('latin1');
+  if (kind === 'certificate') {
+    let ok = text.includes('-----BEGIN CERTIFICATE-----');
+    try {
+      if (ok) new X509Certificate(data);
+    } catch {
+      ok = false;
+    }
+    if (!ok) throw new ConfigError(`${setting}: "${file}" holds no PEM certificate`);
+  } else if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) {
+    throw new ConfigError(`${setting}: "${file}" holds no PEM private key`);
+  }
+  return data;
+}
+
+/** Both settings of a pair, or neither. */
+function pair(a: [string, string], b: [string, string], purpose: string): void {
+  if (Boolean(a[1]) !== Boolean(b[1])) {
+    const [set, unset] = a[1] ? [a[0], b[0]] : [b[0], a[0]];
+    throw new ConfigError(`${set} is set but ${unset} is not: ${purpose} needs both (or neither)`);
+  }
+}
+
+interface TlsSettings {
+  /** Options of the HTTPS server; undefined: plain HTTP. */
+  server?: https.ServerOptions;
+  /** TLS to etcd; undefined: none asked for (https:// endpoints still use TLS, with the system's CAs). */
+  etcd?: EtcdTlsOptions;
+}
+
+/** Reads and checks the TLS files before anything starts, so a mistake is a config error (exit 2). */
+function loadTls(config: Config): TlsSettings {
+  const out: TlsSettings = {};
+  pair(['TLS_CERT_FILE', config.tlsCertFile], ['TLS_KEY_FILE', config.tlsKeyFile], 'HTTPS');
+  if (config.tlsClientCaFile && !config.tlsCertFile) {
+    throw new ConfigError('TLS_CLIENT_CA_FILE is set but TLS_CERT_FILE and TLS_KEY_FILE are not: client certificates are only asked for over HTTPS');
+  }
+  if (config.tlsCertFile) {
+    const cert = readPem('TLS_CERT_FILE', config.tlsCertFile, 'certificate');
+    const key = readPem('TLS_KEY_FILE', config.tlsKeyFile, 'key');
+    const ca = config.tlsClientCaFile ? readPem('TLS_CLIENT_CA_FILE', config.tlsClientCaFile, 'certificate') : undefined;
+    try {
+      tls.createSecureContext({ cert, key });
+    } catch (e) {
+      throw new ConfigError(`TLS_CERT_FILE/TLS_KEY_FILE: "${config.tlsCertFile}" and "${config.tlsKeyFile}" are not a usable certificate and key: ${(e as Error).message}`);
+    }
+    // With a client CA, a client without a certificate it signed is refused during the handshake.
+    out.server = { cert, key, ca, requestCert: Boolean(ca), rejectUnauthorized: Boolean(ca) };
+  }
+  pair(['ETCD_CERT_FILE', config.etcdCertFile], ['ETCD_KEY_FILE', config.etcdKeyFile], 'a client certificate for etcd');
+  if (config.etcdCaFile || config.etcdCertFile) {
+    const names = [config.etcdCaFile && 'ETCD_CA_FILE', config.etcdCertFile && 'ETCD_CERT_FILE/ETCD_KEY_FILE'].filter(Boolean).join(' and ');
+    if (config.endpoints.length === 0) {
+      throw new ConfigError(`${names}: set for etcd, but ETCD_ENDPOINTS is empty (the embedded etcd speaks plain HTTP); give https:// endpoints`);
+    }
+    if (!config.endpoints[0].toLowerCase().startsWith('https://')) {
+      throw new ConfigError(`${names}: set for etcd, but ETCD_ENDPOINTS are http://; TLS to etcd needs https:// endpoints`);
+    }
+    const ca = config.etcdCaFile ? readPem('ETCD_CA_FILE', config.etcdCaFile, 'certificate') : undefined;
+    const cert = config.etcdCertFile ? readPem('ETCD_CERT_FILE', config.etcdCertFile, 'certificate') : undefined;
+    const key = config.etcdKeyFile ? readPem('ETCD_KEY_FILE', config.etcdKeyFile, 'key') : undefined;
+    if (cert) {
+      try {
+        tls.createSecureContext({ cert, key });
+      } catch (e) {
+        throw new ConfigError(`ETCD_CERT_FILE/ETCD_KEY_FILE: "${config.etcdCertFile}" and "${config.etcdKeyFile}" are not a usable certificate and key: ${(e as Error).message}`);
+      }
+    }
+    out.etcd = { ca, cert, key };
+  }
+  return out;
+}
 
 async function main(): Promise<void> {
   let config: Config | 'help';
+  let tlsSettings: TlsSettings = {};
   try {
     config = loadConfig(process.argv.slice(2), process.env);
+    if (config !== 'help') tlsSettings = loadTls(config);
   } catch (e) {
     if (e instanceof ConfigError) {
       process.stderr.write(`${e.message}\n`);
@@ -49,21 +139,40 @@ async function main(): Promise<void> {
     requestTimeoutMs: config.requestTimeoutMs,
     username: config.etcdUsername || undefined,
     password: config.etcdPassword,
+    tls: tlsSettings.etcd,
   });
   if (config.etcdUsername) {
     // Signing in now reports bad credentials at start-up; an unreachable etcd is retried on first use.
     await etcd.signIn().catch((e: unknown) => log.warn({ err: (e as Error).message }, 'etcd sign-in failed; will retry on first request'));
   }
+  let access: AccessPolicy | undefined;
+  if (config.accessFile) {
+    try {
+      access = new AccessPolicy(config.accessFile, log);
+    } catch (e) {
+      process.stderr.write(`ACCESS_FILE ${config.accessFile}: ${(e as Error).message}\n`);
+      process.exit(2);
+    }
+    process.on('SIGHUP', () => access?.reload());
+  }
   const gateway = buildGateway({
     etcd,
     logger: log,
+    access,
     maxBodyBytes: config.maxBodyBytes,
     lockWaitMs: config.lockWaitMs,
     corsOrigins: config.corsOrigins,
     rateLimit: { rate: config.rateLimit, burst: config.rateLimitBurst || 2 * config.rateLimit },
     streams: config,
   });
-  const server = http.createServer(gateway.app);
+  const tlsServer = tlsSettings.server;
+  const server = tlsServer ? https.createServer(tlsServer, gateway.app) : http.createServer(gateway.app);
+  if (tlsServer) {
+    // Refused handshakes (no or an untrusted client certificate, plain HTTP on the TLS port) end there.
+    server.on('tlsClientError', (err: Error) => log.debug({ err: err.message }, 'TLS handshake refused'));
+  }
+  // An https.Server emits 'connection', 'request' and 'upgrade' like http.Server (and @types/node lets it
+  // stand for one), so WebSockets become wss:// with no other change.
   gateway.attach(server);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -71,8 +180,9 @@ async function main(): Promise<void> {
   });
   const addr = server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.port;
-  const base = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
-  log.info({ api: `${base}/v3/`, docs: `${base}/docs/`, etcd: endpoints, embedded: Boolean(embedded) }, 'gateway listening');
+  const base = `${tlsServer ? 'https' : 'http'}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+  const clientCerts = tlsServer?.requestCert ? 'required' : 'no';
+  log.info({ api: `${base}/v3/`, docs: `${base}/docs/`, etcd: endpoints, embedded: Boolean(embedded), clientCerts }, 'gateway listening');
   process.stdout.write(
     [
       `etcd JSON gateway listening on ${base}`,
@@ -103,6 +213,7 @@ async function main(): Promise<void> {
       finish();
     });
     gateway.close();
+    access?.close();
     server.closeIdleConnections();
   };
   process.on('SIGINT', () => stop('SIGINT'));

@@ -19,6 +19,7 @@ describe('config', () => {
       corsOrigins: [],
       rateLimit: 0,
       rateLimitBurst: 0,
+      accessFile: '',
       maxBodyBytes: 2097152,
       dataDir: './data/etcd',
       logLevel: 'info',
@@ -27,6 +28,12 @@ describe('config', () => {
       maxWatchConnections: 10000,
       sendBufferBytes: 4194304,
       pingIntervalMs: 30000,
+      tlsCertFile: '',
+      tlsKeyFile: '',
+      tlsClientCaFile: '',
+      etcdCaFile: '',
+      etcdCertFile: '',
+      etcdKeyFile: '',
     });
   });
 
@@ -46,7 +53,7 @@ describe('config', () => {
 
   it('answers --help with the usage, listing every variable', () => {
     assert.equal(loadConfig(['--help'], {}), 'help');
-    for (const name of ['ETCD_ENDPOINTS', 'ETCD_USERNAME', 'ETCD_PASSWORD', 'LOCK_WAIT_MS', 'SHUTDOWN_GRACE_MS', 'CORS_ORIGINS', 'RATE_LIMIT', 'RATE_LIMIT_BURST', 'PORT', 'HOST', 'REQUEST_TIMEOUT_MS', 'MAX_BODY_BYTES', 'DATA_DIR', 'LOG_LEVEL', 'WATCH_STREAMS', 'MAX_WATCHES_PER_CONNECTION', 'MAX_WATCH_CONNECTIONS', 'SEND_BUFFER_BYTES', 'WS_PING_INTERVAL_MS']) {
+    for (const name of ['ETCD_ENDPOINTS', 'ETCD_USERNAME', 'ETCD_PASSWORD', 'LOCK_WAIT_MS', 'SHUTDOWN_GRACE_MS', 'CORS_ORIGINS', 'RATE_LIMIT', 'RATE_LIMIT_BURST', 'ACCESS_FILE', 'PORT', 'HOST', 'REQUEST_TIMEOUT_MS', 'MAX_BODY_BYTES', 'DATA_DIR', 'LOG_LEVEL', 'WATCH_STREAMS', 'MAX_WATCHES_PER_CONNECTION', 'MAX_WATCH_CONNECTIONS', 'SEND_BUFFER_BYTES', 'WS_PING_INTERVAL_MS', 'TLS_CERT_FILE', 'TLS_KEY_FILE', 'TLS_CLIENT_CA_FILE', 'ETCD_CA_FILE', 'ETCD_CERT_FILE', 'ETCD_KEY_FILE']) {
       assert.match(usage(), new RegExp(name));
     }
   });

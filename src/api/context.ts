@@ -1,4 +1,4 @@
-import type { IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import type { EtcdClient, Service } from '../etcd/client';
 
@@ -33,6 +33,10 @@ export function etcdMetadata(headers: IncomingHttpHeaders): grpc.Metadata | unde
 }
 
 export type GrpcMessage = Record<string, unknown>;
+
+/** Access control: throws 401 unless the request proves who its client is and, given an operation and
+ *  its decoded request, 403 unless that client may do it. Absent: everyone may do everything. */
+export type Guard = (req: IncomingMessage, operationId?: string, request?: GrpcMessage) => void;
 
 /** A unary API operation: decoded gRPC request in, gRPC response out. */
 export type UnaryHandler = (request: GrpcMessage, ctx: RequestContext) => Promise<GrpcMessage>;

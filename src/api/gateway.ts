@@ -16,12 +16,11 @@ const READY_TIMEOUT_MS = 1_000;
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const GATEWAY_VERSION: string = require('../../../package.json').version;
 
-/** etcd's cluster version is only published on its HTTP /version; derive it from the server version
- *  (as etcd does for a cluster of one version) when that cannot be read. */
-async function clusterVersion(endpoint: string, serverVersion: string): Promise<string> {
+/** etcd's cluster version is only published on its HTTP /version (read with etcd's TLS settings);
+ *  derive it from the server version (as etcd does for a cluster of one version) when that fails. */
+async function clusterVersion(etcd: EtcdClient, serverVersion: string): Promise<string> {
   try {
-    const res = await fetch(new URL('/version', endpoint), { signal: AbortSignal.timeout(HEALTH_TIMEOUT_MS) });
-    const body = (await res.json()) as { etcdcluster?: unknown };
+    const body = (await etcd.httpJson('/version', HEALTH_TIMEOUT_MS)) as { etcdcluster?: unknown };
     if (typeof body.etcdcluster === 'string') return body.etcdcluster;
   } catch {
     // fall through to the derived version
@@ -60,7 +59,7 @@ export function gatewayHandlers(etcd: EtcdClient, hub: WatchHub, metrics: Metric
     async Gateway_Version(_req, res) {
       try {
         const status = await etcd.unary<{ version: string }>('Maintenance', 'Status', {}, { idempotent: true });
-        const etcdcluster = await clusterVersion(etcd.currentEndpoint, status.version);
+        const etcdcluster = await clusterVersion(etcd, status.version);
         sendJson(res, 200, { etcdserver: status.version, etcdcluster, gateway: GATEWAY_VERSION });
       } catch (err) {
         const e = fromGrpcError(err);

@@ -5,7 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import express from 'express';
 import type { ApiSpec, Operation } from './openapi';
-import { etcdMetadata, type GrpcMessage, type RequestContext, type UnaryHandler } from './context';
+import { etcdMetadata, type GrpcMessage, type Guard, type RequestContext, type UnaryHandler } from './context';
 import type { EtcdClient } from '../etcd/client';
 import { decode, encode, normalizeNames } from '../codec/codec';
 import { parseJson, parseJsonSequence, JsonSyntaxError } from '../json/parse';
@@ -94,6 +94,7 @@ export function unaryRoute(
   handler: UnaryHandler,
   etcd: EtcdClient,
   maxBodyBytes: number,
+  guard?: Guard,
 ): Route {
   if (!operation.requestSchema || !operation.responseSchema) {
     throw new Error(`operation ${operation.operationId} needs request and response schemas`);
@@ -114,7 +115,9 @@ export function unaryRoute(
         normalizeNames(requestShape, body);
         spec.check(requestName, body);
         const ctx: RequestContext = { etcd, signal: aborter.signal, metadata: etcdMetadata(req.headers) };
-        const answer: GrpcMessage = await handler(decode(requestShape, body), ctx);
+        const request = decode(requestShape, body);
+        guard?.(req, operation.operationId, request);
+        const answer: GrpcMessage = await handler(request, ctx);
         sendJson(res, 200, encode(responseShape, answer));
       } catch (err) {
         sendError(res, err);

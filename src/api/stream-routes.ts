@@ -8,7 +8,7 @@
 import type express from 'express';
 import type { ServerResponse } from 'node:http';
 import type { Operation } from './openapi';
-import { etcdMetadata } from './context';
+import { etcdMetadata, type Guard } from './context';
 import { rawBodyReader, readJsonSequence, sendError, type Route } from './router';
 import { streamError, type MessageCodec } from './watch';
 import type { KeepAliveHub } from '../streams/keepalive';
@@ -20,7 +20,7 @@ function startStream(res: ServerResponse): void {
   res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' });
 }
 
-export function keepAliveRoute(operation: Operation, keepalive: KeepAliveHub, codec: MessageCodec, maxBodyBytes: number): Route {
+export function keepAliveRoute(operation: Operation, keepalive: KeepAliveHub, codec: MessageCodec, maxBodyBytes: number, guard?: Guard): Route {
   const reader = rawBodyReader(maxBodyBytes);
   return {
     operation,
@@ -28,7 +28,11 @@ export function keepAliveRoute(operation: Operation, keepalive: KeepAliveHub, co
       let ids: string[];
       try {
         const values = await readJsonSequence(reader, req, res);
-        ids = values.map((v, i) => String(codec.decodeRequest(v, values.length > 1 ? `request ${i + 1}` : '').ID ?? '0'));
+        ids = values.map((v, i) => {
+          const request = codec.decodeRequest(v, values.length > 1 ? `request ${i + 1}` : '');
+          guard?.(req, operation.operationId, request);
+          return String(request.ID ?? '0');
+        });
       } catch (err) {
         sendError(res, err);
         return;
@@ -61,6 +65,7 @@ export function serverStreamRoute(
   method: string,
   codec: MessageCodec,
   maxBodyBytes: number,
+  guard?: Guard,
 ): Route {
   const reader = rawBodyReader(maxBodyBytes);
   return {
@@ -71,6 +76,7 @@ export function serverStreamRoute(
         const values = await readJsonSequence(reader, req, res);
         if (values.length > 1) throw invalidArgument(`${operation.path} takes one request, got ${values.length}`);
         request = codec.decodeRequest(values[0] ?? {});
+        guard?.(req, operation.operationId, request);
       } catch (err) {
         sendError(res, err);
         return;

@@ -4,7 +4,7 @@
 
 import type express from 'express';
 import type { ApiSpec, Operation } from './openapi';
-import { etcdMetadata, type GrpcMessage } from './context';
+import { etcdMetadata, type GrpcMessage, type Guard } from './context';
 import { decode, encode, normalizeNames } from '../codec/codec';
 import type { ObjectShape } from '../codec/shape';
 import { GatewayError, GrpcCode, httpStatusFromGrpcCode, invalidArgument, fromGrpcError } from '../errors';
@@ -69,7 +69,7 @@ export function slowConsumer(limit: number): GatewayError {
   return new GatewayError(GrpcCode.RESOURCE_EXHAUSTED, `gateway: watch consumer too slow: more than ${limit} bytes waiting to be sent`);
 }
 
-export function watchRoute(operation: Operation, hub: WatchHub, codec: MessageCodec, limits: StreamLimits, maxBodyBytes: number): Route {
+export function watchRoute(operation: Operation, hub: WatchHub, codec: MessageCodec, limits: StreamLimits, maxBodyBytes: number, guard?: Guard): Route {
   const reader = rawBodyReader(maxBodyBytes);
   return {
     operation,
@@ -79,6 +79,7 @@ export function watchRoute(operation: Operation, hub: WatchHub, codec: MessageCo
         const values = await readJsonSequence(reader, req, res);
         // Every request is checked before any reaches etcd: a bad one refuses the whole body.
         requests = values.map((v, i) => codec.decodeRequest(v, values.length > 1 ? `request ${i + 1}` : ''));
+        for (const r of requests) guard?.(req, operation.operationId, r);
         if (hub.stats().connections >= limits.maxConnections) throw tooManyConnections(limits.maxConnections);
       } catch (err) {
         sendError(res, err);

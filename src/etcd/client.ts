@@ -4,6 +4,8 @@
 // notice dead members, no circuit breaker that blocks a healthy member, and gRPC codes kept intact.
 
 import fs from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -47,6 +49,15 @@ export interface EtcdClientOptions {
   /** The gateway's own etcd user, for requests that carry no token of their own. */
   username?: string;
   password?: string;
+  /** TLS to etcd: CA certificates to verify etcd with (default: the system's), and a client certificate
+   *  and key (both or neither) for etcd's --client-cert-auth. https:// endpoints use TLS even without it. */
+  tls?: EtcdTlsOptions;
+}
+
+export interface EtcdTlsOptions {
+  ca?: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
 }
 
 export interface CallOptions {
@@ -101,14 +112,47 @@ export class EtcdClient {
   private current = 0;
   /** The token of the gateway's own etcd user, when one is configured and etcd has auth enabled. */
   private gatewayToken?: grpc.Metadata;
+  /** Whether the channels to etcd use TLS (https:// endpoints, or TLS options given). */
+  readonly secure: boolean;
+  /** One credentials object for every channel, so grpc-js keeps one connection per member. */
+  private readonly credentials: grpc.ChannelCredentials;
+  /** For etcd's HTTP side (/version): the same CA and client certificate as the gRPC channels. */
+  private readonly httpAgent: http.Agent;
 
   constructor(readonly options: EtcdClientOptions) {
     if (options.endpoints.length === 0) throw new Error('no etcd endpoints');
-    const credentials = grpc.credentials.createInsecure();
+    const { tls } = options;
+    this.secure = Boolean(tls) || options.endpoints.some((e) => /^https:\/\//i.test(e));
+    this.credentials = this.secure ? grpc.credentials.createSsl(tls?.ca ?? null, tls?.key ?? null, tls?.cert ?? null) : grpc.credentials.createInsecure();
+    this.httpAgent = this.secure ? new https.Agent({ ca: tls?.ca, cert: tls?.cert, key: tls?.key }) : new http.Agent();
     const noRetry = { execute: <T>(fn: () => T) => fn() };
     this.hosts = options.endpoints.map(
-      (e) => new Host(e, credentials, CHANNEL_OPTIONS, noRetry as unknown as ConstructorParameters<typeof Host>[3]),
+      (e) => new Host(e, this.credentials, CHANNEL_OPTIONS, noRetry as unknown as ConstructorParameters<typeof Host>[3]),
     );
+  }
+
+  /** GETs a JSON document from the HTTP side of the current member (e.g. `/version`), over TLS with the
+   *  same CA and client certificate as gRPC when that is on; rejects after `timeoutMs`. */
+  httpJson(urlPath: string, timeoutMs: number): Promise<unknown> {
+    const base = this.currentEndpoint.replace(/^https?:\/\//i, this.secure ? 'https://' : 'http://');
+    const url = new URL(urlPath, base);
+    const get = this.secure ? https.get : http.get;
+    return new Promise((resolve, reject) => {
+      const req = get(url, { agent: this.httpAgent, signal: AbortSignal.timeout(timeoutMs) }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', reject);
+        res.on('end', () => {
+          if (res.statusCode !== 200) return reject(new Error(`${url.pathname}: HTTP ${res.statusCode}`));
+          try {
+            resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+          } catch (e) {
+            reject(e as Error);
+          }
+        });
+      });
+      req.on('error', reject);
+    });
   }
 
   /** One unary gRPC call; rejects with a GatewayError carrying etcd's code and message. */
@@ -183,7 +227,8 @@ export class EtcdClient {
     if (!client) {
       ownServices ??= loadOwnServices();
       const channel = (host.getServiceClient('KV') as unknown as grpc.Client).getChannel();
-      client = new ownServices[service](this.options.endpoints[index].replace(/^https?:\/\//, ''), grpc.credentials.createInsecure(), {
+      // The override channel carries the member's credentials (TLS included); these are not used.
+      client = new ownServices[service](this.options.endpoints[index].replace(/^https?:\/\//, ''), this.credentials, {
         channelOverride: channel,
       }) as ServiceClient;
       this.ownClients.set(key, client);
@@ -236,5 +281,6 @@ export class EtcdClient {
   close(): void {
     for (const client of this.ownClients.values()) client.close();
     for (const host of this.hosts) host.close();
+    this.httpAgent.destroy();
   }
 }

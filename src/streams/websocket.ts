@@ -12,7 +12,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type { WatchHub } from './watch-hub';
 import type { KeepAliveHub } from './keepalive';
 import { slowConsumer, streamError, tooManyConnections, type MessageCodec, type StreamLimits } from '../api/watch';
-import { etcdMetadata, type GrpcMessage } from '../api/context';
+import { etcdMetadata, type GrpcMessage, type Guard } from '../api/context';
 import { parseJson, JsonSyntaxError } from '../json/parse';
 import { invalidArgument } from '../errors';
 import { API_PREFIX } from '../api/router';
@@ -21,6 +21,8 @@ import type { Metrics } from '../observability/metrics';
 
 export interface WebSocketOptions extends StreamLimits {
   etcd: EtcdClient;
+  /** Access control, checked on the upgrade (who) and on every message (what). */
+  guard?: Guard;
   metrics: Metrics;
   hub: WatchHub;
   keepalive: KeepAliveHub;
@@ -28,6 +30,12 @@ export interface WebSocketOptions extends StreamLimits {
   pingIntervalMs: number;
   maxMessageBytes: number;
 }
+
+const OPERATION_OF: Record<string, string> = {
+  '/watch': 'Watch_Watch',
+  '/lease/keepalive': 'Lease_LeaseKeepAlive',
+  '/election/observe': 'Election_Observe',
+};
 
 /** Close code for a consumer cut off for being too slow (RFC 6455: policy violation). */
 export const CLOSE_SLOW_CONSUMER = 1008;
@@ -43,12 +51,22 @@ interface Session {
 /** Sends one message; `continues` marks a message whose revision goes on in the next one. */
 type Send = (text: string, continues?: boolean) => void;
 
-type SessionFactory = (send: Send, md: grpc.Metadata | undefined, cutOff: () => void) => Session;
+/** Checks one decoded request of the socket's operation against access control. */
+type Check = (request: GrpcMessage) => GrpcMessage;
+
+type SessionFactory = (send: Send, md: grpc.Metadata | undefined, cutOff: () => void, check: Check) => Session;
+
+const UPGRADE_REFUSALS: Record<number, [code: number, text: string]> = {
+  401: [16, 'Unauthorized'],
+  404: [5, 'Not Found'],
+  503: [8, 'Service Unavailable'],
+};
 
 function refuseUpgrade(socket: Duplex, status: number, message: string): void {
-  const body = JSON.stringify({ error: message, message, code: status === 404 ? 5 : 8 });
+  const [code, text] = UPGRADE_REFUSALS[status];
+  const body = JSON.stringify({ error: message, message, code });
   socket.end(
-    `HTTP/1.1 ${status} ${status === 404 ? 'Not Found' : 'Service Unavailable'}\r\nContent-Type: application/json\r\n` +
+    `HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
 }
@@ -59,11 +77,11 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
   let open = 0;
 
   const sessions: Record<string, SessionFactory> = {
-    '/watch': (send, md) => {
+    '/watch': (send, md, _cutOff, check) => {
       const connection = opts.hub.connect({ deliver: (r) => send(opts.codecs.watch.encodeResult(r), r.fragment === true) }, md);
-      return { request: (v) => connection.request(opts.codecs.watch.decodeRequest(v)), close: () => connection.close() };
+      return { request: (v) => connection.request(check(opts.codecs.watch.decodeRequest(v))), close: () => connection.close() };
     },
-    '/lease/keepalive': (send, md) => {
+    '/lease/keepalive': (send, md, _cutOff, check) => {
       let closed = false;
       // Answers keep the order of the requests, refusals included: they carry no ID to match them by.
       let previous: Promise<unknown> = Promise.resolve();
@@ -72,19 +90,19 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
       };
       return {
         request(v) {
-          const id = String(opts.codecs.keepalive.decodeRequest(v).ID ?? '0');
+          const id = String(check(opts.codecs.keepalive.decodeRequest(v)).ID ?? '0');
           inOrder(opts.keepalive.renew(id, md).then((a) => opts.codecs.keepalive.encodeResult(a), streamError));
         },
         refuse: (err) => inOrder(Promise.resolve(streamError(err))),
         close: () => (closed = true),
       };
     },
-    '/election/observe': (send, md, cutOff) => {
+    '/election/observe': (send, md, cutOff, check) => {
       let call: grpc.ClientReadableStream<unknown> | undefined;
       return {
         request(v) {
           if (call) throw invalidArgument('observe takes one request per socket');
-          const request = opts.codecs.observe.decodeRequest(v);
+          const request = check(opts.codecs.observe.decodeRequest(v));
           call = opts.etcd.serverStream('Election', 'Observe', request, md);
           call.on('data', (m: unknown) => send(opts.codecs.observe.encodeResult(m as GrpcMessage)));
           call.on('error', (err) => {
@@ -103,12 +121,24 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
     const m = API_PREFIX.exec(path);
     const factory = m ? sessions[m[1]] : undefined;
     if (!factory) return refuseUpgrade(socket, 404, `no WebSocket route: ${path}`);
+    const operationId = OPERATION_OF[m![1]];
+    if (opts.guard) {
+      try {
+        opts.guard(req);
+      } catch (err) {
+        return refuseUpgrade(socket, 401, (err as Error).message);
+      }
+    }
     if (open >= opts.maxConnections) return refuseUpgrade(socket, 503, tooManyConnections(opts.maxConnections).message);
     const md = etcdMetadata(req.headers);
-    wss.handleUpgrade(req, socket, head, (ws) => serve(ws, factory, md));
+    const check: Check = (request) => {
+      opts.guard?.(req, operationId, request);
+      return request;
+    };
+    wss.handleUpgrade(req, socket, head, (ws) => serve(ws, factory, md, check));
   });
 
-  function serve(ws: WebSocket, factory: SessionFactory, md: grpc.Metadata | undefined): void {
+  function serve(ws: WebSocket, factory: SessionFactory, md: grpc.Metadata | undefined, check: Check): void {
     open++;
     opts.metrics.webSockets.inc();
     alive.set(ws, true);
@@ -128,7 +158,7 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
       ws.send(text);
       continuing = continues;
     };
-    const session = factory(send, md, () => ws.close(1000, 'stream ended'));
+    const session = factory(send, md, () => ws.close(1000, 'stream ended'), check);
     ws.on('message', (data, isBinary) => {
       try {
         const text = isBinary ? Buffer.from(data as Buffer).toString('utf8') : data.toString();

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { buildGateway, DEFAULT_STREAM_SETTINGS, type Gateway, type StreamSettings } from '../../src/app';
 import { ApiSpec } from '../../src/api/openapi';
 import { EtcdClient } from '../../src/etcd/client';
+import type { AccessPolicy } from '../../src/security/access';
 import { startTestEtcd, type TestEtcd } from '../harness/etcd';
 
 export interface Answer {
@@ -75,6 +76,7 @@ export async function startGateway(
     lockWaitMs?: number;
     corsOrigins?: string[];
     rateLimit?: { rate: number; burst: number };
+    access?: AccessPolicy;
     streams?: Partial<StreamSettings>;
   } = {},
 ): Promise<GatewayFixture> {
@@ -86,6 +88,7 @@ export async function startGateway(
     lockWaitMs: opts.lockWaitMs,
     corsOrigins: opts.corsOrigins,
     rateLimit: opts.rateLimit,
+    access: opts.access,
     streams: { ...DEFAULT_STREAM_SETTINGS, ...opts.streams },
     spec: spec(),
   });

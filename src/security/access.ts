@@ -1,0 +1,249 @@
+// Gateway access control (optional): a file of clients, each identified by a bearer token (stored as
+// its SHA-256) or by its TLS client certificate's subject, granted rights on key prefixes. Every
+// decoded request is checked before it reaches etcd — each op of a txn, nested ones included, and its
+// compares; each watch; lock and election names — so a client never touches a key outside its grants.
+//
+// Headers: `Authorization: Bearer <gateway token>` is the gateway credential. etcd's own tokens never
+// start with "Bearer ", so when access control is on, a client sends its etcd token (if etcd auth is
+// on too) in `Grpc-Metadata-Token`, which etcd's gateway accepts as well.
+
+import fs from 'node:fs';
+import crypto from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import YAML from 'yaml';
+import { GatewayError, GrpcCode } from '../errors';
+import type { GrpcMessage } from '../api/context';
+
+export const RIGHTS = ['read', 'write', 'watch', 'lease', 'lock', 'election', 'admin'] as const;
+export type Right = (typeof RIGHTS)[number];
+
+interface Grant {
+  prefix: Buffer;
+  /** The exclusive end of the prefix's range; undefined: no end (the empty prefix, or all 0xff). */
+  end?: Buffer;
+  rights: Set<Right>;
+  label: string;
+}
+
+export interface Client {
+  name: string;
+  tokenHash?: Buffer;
+  certSubject?: string;
+  grants: Grant[];
+}
+
+/** A range of keys a request touches: one key when `end` is undefined; `end` = "\0" means no end. */
+interface KeyRange {
+  key: Buffer;
+  end?: Buffer;
+}
+
+type Requirement = { right: Right; range?: KeyRange };
+
+function prefixEnd(prefix: Buffer): Buffer | undefined {
+  const end = Buffer.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i] < 0xff) {
+      end[i]++;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return undefined;
+}
+
+function describe(range: KeyRange): string {
+  const show = (b: Buffer): string => JSON.stringify(b.toString('utf8'));
+  if (!range.end || range.end.length === 0) return `key ${show(range.key)}`;
+  if (range.end.length === 1 && range.end[0] === 0) return `every key from ${show(range.key)}`;
+  return `keys [${show(range.key)}, ${show(range.end)})`;
+}
+
+function covers(grant: Grant, range: KeyRange): boolean {
+  if (grant.prefix.length === 0) return true;
+  const { key, end } = range;
+  if (!end || end.length === 0) return key.subarray(0, grant.prefix.length).equals(grant.prefix);
+  if (end.length === 1 && end[0] === 0) return false; // up to the end of the keyspace
+  if (Buffer.compare(key, grant.prefix) < 0) return false;
+  return grant.end === undefined || Buffer.compare(end, grant.end) <= 0;
+}
+
+function buf(v: unknown): Buffer {
+  return Buffer.isBuffer(v) ? v : Buffer.alloc(0);
+}
+
+function rangeOf(req: GrpcMessage | undefined): KeyRange {
+  return { key: buf(req?.key), end: req?.range_end ? buf(req.range_end) : undefined };
+}
+
+function asPrefix(name: unknown): KeyRange {
+  const key = buf(name);
+  return { key, end: prefixEnd(key) ?? Buffer.from([0]) };
+}
+
+function txnRequirements(txn: GrpcMessage, out: Requirement[]): void {
+  for (const c of (txn.compare as GrpcMessage[] | undefined) ?? []) out.push({ right: 'read', range: rangeOf(c) });
+  for (const op of [...((txn.success as GrpcMessage[] | undefined) ?? []), ...((txn.failure as GrpcMessage[] | undefined) ?? [])]) {
+    if (op.request_range) out.push({ right: 'read', range: rangeOf(op.request_range as GrpcMessage) });
+    if (op.request_put) out.push({ right: 'write', range: rangeOf(op.request_put as GrpcMessage) });
+    if (op.request_delete_range) out.push({ right: 'write', range: rangeOf(op.request_delete_range as GrpcMessage) });
+    if (op.request_txn) txnRequirements(op.request_txn as GrpcMessage, out);
+  }
+}
+
+/** What an operation needs, from its decoded request. */
+export function requirements(operationId: string, req: GrpcMessage): Requirement[] {
+  switch (operationId) {
+    case 'KV_Range':
+      return [{ right: 'read', range: rangeOf(req) }];
+    case 'KV_Put':
+    case 'KV_DeleteRange':
+      return [{ right: 'write', range: rangeOf(req) }];
+    case 'KV_Txn': {
+      const out: Requirement[] = [];
+      txnRequirements(req, out);
+      return out;
+    }
+    case 'Watch_Watch':
+      return req.create_request ? [{ right: 'watch', range: rangeOf(req.create_request as GrpcMessage) }] : [];
+    case 'Lock_Lock':
+      return [{ right: 'lock', range: asPrefix(req.name) }];
+    case 'Lock_Unlock':
+      return [{ right: 'lock', range: rangeOf(req) }];
+    case 'Election_Campaign':
+    case 'Election_Leader':
+    case 'Election_Observe':
+      return [{ right: 'election', range: asPrefix(req.name) }];
+    case 'Election_Proclaim':
+    case 'Election_Resign':
+      return [{ right: 'election', range: asPrefix((req.leader as GrpcMessage | undefined)?.name) }];
+    case 'Auth_Authenticate':
+      return [];
+  }
+  if (operationId.startsWith('Lease_')) return [{ right: 'lease' }];
+  return [{ right: 'admin' }];
+}
+
+export class AccessControl {
+  constructor(readonly clients: Client[]) {}
+
+  /** Parses an access file (YAML or JSON); throws an Error naming what is wrong. */
+  static parse(text: string): AccessControl {
+    const doc = YAML.parse(text) as { clients?: unknown };
+    if (!doc || !Array.isArray(doc.clients)) throw new Error('the file must have a "clients" list');
+    const names = new Set<string>();
+    const clients = doc.clients.map((raw, i): Client => {
+      const c = raw as Record<string, unknown>;
+      const where = `clients[${i}]`;
+      if (typeof c.name !== 'string' || !c.name) throw new Error(`${where}: "name" is required`);
+      if (names.has(c.name)) throw new Error(`${where}: the name "${c.name}" is used twice`);
+      names.add(c.name);
+      const unknown = Object.keys(c).filter((k) => !['name', 'token_sha256', 'cert_subject', 'grants'].includes(k));
+      if (unknown.length) throw new Error(`${where}: unknown field "${unknown[0]}"`);
+      if (c.token_sha256 === undefined && c.cert_subject === undefined) throw new Error(`${where}: needs token_sha256 or cert_subject`);
+      if (c.token_sha256 !== undefined && !(typeof c.token_sha256 === 'string' && /^[0-9a-f]{64}$/i.test(c.token_sha256))) {
+        throw new Error(`${where}.token_sha256: must be 64 hex digits (the SHA-256 of the token)`);
+      }
+      if (c.cert_subject !== undefined && typeof c.cert_subject !== 'string') throw new Error(`${where}.cert_subject: must be a string`);
+      if (!Array.isArray(c.grants)) throw new Error(`${where}.grants: must be a list`);
+      const grants = c.grants.map((g0, j): Grant => {
+        const g = g0 as Record<string, unknown>;
+        const at = `${where}.grants[${j}]`;
+        if (typeof g.prefix !== 'string') throw new Error(`${at}.prefix: must be a string ("" for every key)`);
+        if (!Array.isArray(g.rights) || g.rights.length === 0) throw new Error(`${at}.rights: must list rights`);
+        for (const r of g.rights) if (!RIGHTS.includes(r as Right)) throw new Error(`${at}.rights: unknown right "${String(r)}" (known: ${RIGHTS.join(', ')})`);
+        const prefix = Buffer.from(g.prefix, 'utf8');
+        return { prefix, end: prefixEnd(prefix), rights: new Set(g.rights as Right[]), label: JSON.stringify(g.prefix) };
+      });
+      return {
+        name: c.name,
+        tokenHash: typeof c.token_sha256 === 'string' ? Buffer.from(c.token_sha256, 'hex') : undefined,
+        certSubject: c.cert_subject as string | undefined,
+        grants,
+      };
+    });
+    return new AccessControl(clients);
+  }
+
+  /** The client a request comes from; throws 401 when it proves no identity. */
+  identify(req: IncomingMessage): Client {
+    const auth = req.headers.authorization;
+    if (typeof auth === 'string' && auth.startsWith('Bearer ')) {
+      const presented = crypto.createHash('sha256').update(auth.slice(7)).digest();
+      // Compared with every client's hash, without stopping at a match: constant time.
+      let found: Client | undefined;
+      for (const c of this.clients) if (c.tokenHash && crypto.timingSafeEqual(c.tokenHash, presented) && !found) found = c;
+      if (found) return found;
+      throw new GatewayError(GrpcCode.UNAUTHENTICATED, 'gateway: invalid gateway token');
+    }
+    const socket = req.socket as TLSSocket;
+    if (typeof socket.getPeerCertificate === 'function' && socket.authorized) {
+      const cert = socket.getPeerCertificate();
+      const subject = cert?.subject ? Object.entries(cert.subject).map(([k, v]) => `${k}=${String(v)}`).join(',') : '';
+      const client = this.clients.find((c) => c.certSubject !== undefined && c.certSubject === subject);
+      if (client) return client;
+    }
+    throw new GatewayError(GrpcCode.UNAUTHENTICATED, 'gateway: a gateway token (Authorization: Bearer ...) or a known client certificate is required');
+  }
+
+  /** Throws 403 (code 7) naming what was refused unless every requirement is granted. */
+  authorize(client: Client, operationId: string, req: GrpcMessage): void {
+    for (const need of requirements(operationId, req)) {
+      const granted = client.grants.filter((g) => g.rights.has(need.right));
+      if (!need.range ? granted.length > 0 : granted.some((g) => covers(g, need.range!))) continue;
+      const what = need.range ? describe(need.range) : 'leases';
+      const prefixes = granted.map((g) => g.label).join(', ') || 'none';
+      throw new GatewayError(
+        GrpcCode.PERMISSION_DENIED,
+        `gateway: client "${client.name}" may not ${need.right} ${what} (its ${need.right} prefixes: ${prefixes})`,
+      );
+    }
+  }
+}
+
+/** The check routes run: who is asking (401) and, given an operation, whether it may (403). */
+export function accessGuard(policy: AccessPolicy): (req: IncomingMessage, operationId?: string, request?: GrpcMessage) => void {
+  // A request is identified once; its gateway token is then removed so it never reaches etcd as an
+  // etcd token (which etcd would refuse with 401).
+  const identified = new WeakMap<IncomingMessage, Client>();
+  return (req, operationId, request) => {
+    let client = identified.get(req);
+    if (!client) {
+      client = policy.current.identify(req);
+      identified.set(req, client);
+      if (req.headers.authorization?.startsWith('Bearer ')) delete req.headers.authorization;
+    }
+    if (operationId && request) policy.current.authorize(client, operationId, request);
+  };
+}
+
+/** The access file in force: reloaded when it changes or on SIGHUP; a bad file leaves the last good one. */
+export class AccessPolicy {
+  current: AccessControl;
+  private readonly listener = (): void => {
+    this.reload();
+  };
+
+  constructor(
+    readonly file: string,
+    private readonly log: { info(o: object, m: string): void; error(o: object, m: string): void },
+  ) {
+    this.current = AccessControl.parse(fs.readFileSync(file, 'utf8'));
+    fs.watchFile(file, { interval: 500 }, this.listener);
+  }
+
+  reload(): boolean {
+    try {
+      this.current = AccessControl.parse(fs.readFileSync(this.file, 'utf8'));
+      this.log.info({ file: this.file, clients: this.current.clients.length }, 'access file loaded');
+      return true;
+    } catch (e) {
+      this.log.error({ file: this.file, err: (e as Error).message }, 'access file rejected; the previous one stays in force');
+      return false;
+    }
+  }
+
+  close(): void {
+    fs.unwatchFile(this.file, this.listener);
+  }
+}
