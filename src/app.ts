@@ -14,12 +14,14 @@ import { keepAliveRoute, serverStreamRoute } from './api/stream-routes';
 import { KeepAliveHub } from './streams/keepalive';
 import { gatewayHandlers, type HttpHandler } from './api/gateway';
 import type { Guard, UnaryHandler } from './api/context';
-import { API_PREFIX, methodNotAllowed, notFound, sendError, unaryRoute, type Route } from './api/router';
+import { API_PREFIX, methodNotAllowed, notFound, rawJsonResponse, sendError, unaryRoute, type Route } from './api/router';
 import { MessageCodec, watchRoute, type StreamLimits } from './api/watch';
 import type { EtcdClient } from './etcd/client';
 import { WatchHub } from './streams/watch-hub';
 import { attachWebSockets } from './streams/websocket';
 import type http from 'node:http';
+import type { Socket } from 'node:net';
+import { GatewayError, GrpcCode } from './errors';
 import { randomUUID } from 'node:crypto';
 import pino, { type Logger } from 'pino';
 import { Metrics } from './observability/metrics';
@@ -56,6 +58,8 @@ export interface AppOptions {
   rateLimit?: { rate: number; burst: number };
   /** Gateway access control; absent: off. */
   access?: AccessPolicy;
+  /** Open TCP connections accepted (default 10,000); past it: 503 and the connection is closed. */
+  maxConnections?: number;
   streams?: StreamSettings;
   spec?: ApiSpec;
 }
@@ -72,6 +76,8 @@ export interface Gateway {
 }
 
 type StreamRouteFactory = (op: Operation) => Route;
+
+
 
 /** Every handler by operationId; a test checks it against the operations of openapi.yaml. */
 export function handlerTable(
@@ -218,9 +224,27 @@ export function buildGateway(opts: AppOptions): Gateway {
     keepalive,
     metrics,
     attach(server) {
-      server.on('connection', (socket) => {
+      const maxConnections = opts.maxConnections ?? 10_000;
+      let connections = 0;
+      server.on('connection', (socket: Socket) => {
+        connections++;
         metrics.openConnections.inc();
-        socket.once('close', () => metrics.openConnections.dec());
+        socket.once('close', () => {
+          connections--;
+          metrics.openConnections.dec();
+        });
+        if (connections > maxConnections) {
+          socket.end(rawJsonResponse(new GatewayError(GrpcCode.UNAVAILABLE, `gateway: too many connections (limit ${maxConnections})`)));
+        }
+      });
+      // Requests the HTTP parser refuses (a head over MAX_HEADER_BYTES, garbage) get a JSON answer too.
+      server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+        if (!socket.writable) return socket.destroy();
+        const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+        const e = tooLarge
+          ? new GatewayError(GrpcCode.INVALID_ARGUMENT, 'request head (request line and headers) is larger than MAX_HEADER_BYTES', 431)
+          : new GatewayError(GrpcCode.INVALID_ARGUMENT, `malformed HTTP request: ${err.code ?? err.message}`);
+        socket.end(rawJsonResponse(e));
       });
       sockets = attachWebSockets(server, {
         metrics,

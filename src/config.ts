@@ -21,6 +21,8 @@ export interface Config {
   rateLimitBurst: number;
   /** The gateway access-control file; empty: access control off. */
   accessFile: string;
+  maxHeaderBytes: number;
+  maxConnections: number;
   maxBodyBytes: number;
   /** Where the embedded etcd keeps its data. */
   dataDir: string;
@@ -59,6 +61,8 @@ const SETTINGS = {
   lockWaitMs: { flag: 'lock-wait-ms', env: 'LOCK_WAIT_MS', default: '60000', help: 'longest wait of a lock or an election campaign' },
   corsOrigins: { flag: 'cors-origins', env: 'CORS_ORIGINS', default: '', help: 'comma-separated origins allowed from browsers (https://app.example.com, or *); unset: CORS off' },
   rateLimit: { flag: 'rate-limit', env: 'RATE_LIMIT', default: '0', help: 'requests per second per client address on the API (0: no limit); past it: 429' },
+  maxHeaderBytes: { flag: 'max-header-bytes', env: 'MAX_HEADER_BYTES', default: '16384', help: 'largest request head (request line and headers); larger: 431' },
+  maxConnections: { flag: 'max-connections', env: 'MAX_CONNECTIONS', default: '10000', help: 'open TCP connections accepted; more: 503 and the connection is closed' },
   accessFile: { flag: 'access-file', env: 'ACCESS_FILE', default: '', help: 'gateway access-control file (YAML or JSON): clients, tokens, granted prefixes; reloaded on change and SIGHUP' },
   rateLimitBurst: { flag: 'rate-limit-burst', env: 'RATE_LIMIT_BURST', default: '0', help: 'requests a client may send at once (0: twice the rate)' },
   shutdownGraceMs: { flag: 'shutdown-grace-ms', env: 'SHUTDOWN_GRACE_MS', default: '10000', help: 'on SIGTERM/SIGINT, how long requests in flight may take to finish' },
@@ -159,6 +163,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | 'he
     rateLimit: integer('RATE_LIMIT', get(SETTINGS.rateLimit), 0, 1_000_000),
     rateLimitBurst: integer('RATE_LIMIT_BURST', get(SETTINGS.rateLimitBurst), 0, 10_000_000),
     accessFile: get(SETTINGS.accessFile),
+    maxHeaderBytes: integer('MAX_HEADER_BYTES', get(SETTINGS.maxHeaderBytes), 1024, 1 << 20),
+    maxConnections: integer('MAX_CONNECTIONS', get(SETTINGS.maxConnections), 1, 10_000_000),
     shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', get(SETTINGS.shutdownGraceMs), 0, 3_600_000),
     maxBodyBytes: integer('MAX_BODY_BYTES', get(SETTINGS.maxBodyBytes), 1, 1 << 30),
     dataDir: get(SETTINGS.dataDir),

@@ -159,6 +159,7 @@ async function main(): Promise<void> {
     etcd,
     logger: log,
     access,
+    maxConnections: config.maxConnections,
     maxBodyBytes: config.maxBodyBytes,
     lockWaitMs: config.lockWaitMs,
     corsOrigins: config.corsOrigins,
@@ -166,7 +167,8 @@ async function main(): Promise<void> {
     streams: config,
   });
   const tlsServer = tlsSettings.server;
-  const server = tlsServer ? https.createServer(tlsServer, gateway.app) : http.createServer(gateway.app);
+  const serverOptions = { maxHeaderSize: config.maxHeaderBytes };
+  const server = tlsServer ? https.createServer({ ...tlsServer, ...serverOptions }, gateway.app) : http.createServer(serverOptions, gateway.app);
   if (tlsServer) {
     // Refused handshakes (no or an untrusted client certificate, plain HTTP on the TLS port) end there.
     server.on('tlsClientError', (err: Error) => log.debug({ err: err.message }, 'TLS handshake refused'));

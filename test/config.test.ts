@@ -20,6 +20,8 @@ describe('config', () => {
       rateLimit: 0,
       rateLimitBurst: 0,
       accessFile: '',
+      maxHeaderBytes: 16384,
+      maxConnections: 10000,
       maxBodyBytes: 2097152,
       dataDir: './data/etcd',
       logLevel: 'info',
@@ -53,7 +55,7 @@ describe('config', () => {
 
   it('answers --help with the usage, listing every variable', () => {
     assert.equal(loadConfig(['--help'], {}), 'help');
-    for (const name of ['ETCD_ENDPOINTS', 'ETCD_USERNAME', 'ETCD_PASSWORD', 'LOCK_WAIT_MS', 'SHUTDOWN_GRACE_MS', 'CORS_ORIGINS', 'RATE_LIMIT', 'RATE_LIMIT_BURST', 'ACCESS_FILE', 'PORT', 'HOST', 'REQUEST_TIMEOUT_MS', 'MAX_BODY_BYTES', 'DATA_DIR', 'LOG_LEVEL', 'WATCH_STREAMS', 'MAX_WATCHES_PER_CONNECTION', 'MAX_WATCH_CONNECTIONS', 'SEND_BUFFER_BYTES', 'WS_PING_INTERVAL_MS', 'TLS_CERT_FILE', 'TLS_KEY_FILE', 'TLS_CLIENT_CA_FILE', 'ETCD_CA_FILE', 'ETCD_CERT_FILE', 'ETCD_KEY_FILE']) {
+    for (const name of ['ETCD_ENDPOINTS', 'ETCD_USERNAME', 'ETCD_PASSWORD', 'LOCK_WAIT_MS', 'SHUTDOWN_GRACE_MS', 'CORS_ORIGINS', 'RATE_LIMIT', 'RATE_LIMIT_BURST', 'ACCESS_FILE', 'MAX_HEADER_BYTES', 'MAX_CONNECTIONS', 'PORT', 'HOST', 'REQUEST_TIMEOUT_MS', 'MAX_BODY_BYTES', 'DATA_DIR', 'LOG_LEVEL', 'WATCH_STREAMS', 'MAX_WATCHES_PER_CONNECTION', 'MAX_WATCH_CONNECTIONS', 'SEND_BUFFER_BYTES', 'WS_PING_INTERVAL_MS', 'TLS_CERT_FILE', 'TLS_KEY_FILE', 'TLS_CLIENT_CA_FILE', 'ETCD_CA_FILE', 'ETCD_CERT_FILE', 'ETCD_KEY_FILE']) {
       assert.match(usage(), new RegExp(name));
     }
   });

@@ -2,7 +2,7 @@
 // /v3alpha/ by one pipeline — read the body, parse it losslessly, validate it against the operation's
 // schema, decode it, call etcd, encode the answer as etcd's gateway does.
 
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import express from 'express';
 import type { ApiSpec, Operation } from './openapi';
 import { etcdMetadata, type GrpcMessage, type Guard, type RequestContext, type UnaryHandler } from './context';
@@ -28,6 +28,16 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, ext
     ...extraHeaders,
   });
   res.end(text);
+}
+
+/** A whole HTTP/1.1 answer for a socket, for refusals made before there is a request to answer
+ *  (a WebSocket upgrade, a connection over the limit, a head the parser refused). */
+export function rawJsonResponse(err: GatewayError): string {
+  const body = JSON.stringify(err.body());
+  return (
+    `HTTP/1.1 ${err.httpStatus} ${STATUS_CODES[err.httpStatus] ?? ''}\r\nContent-Type: application/json\r\n` +
+    `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
+  );
 }
 
 export function sendError(res: ServerResponse, err: unknown, extraHeaders?: Record<string, string>): void {

@@ -14,8 +14,8 @@ import type { KeepAliveHub } from './keepalive';
 import { slowConsumer, streamError, tooManyConnections, type MessageCodec, type StreamLimits } from '../api/watch';
 import { etcdMetadata, type GrpcMessage, type Guard } from '../api/context';
 import { parseJson, JsonSyntaxError } from '../json/parse';
-import { invalidArgument } from '../errors';
-import { API_PREFIX } from '../api/router';
+import { GatewayError, GrpcCode, invalidArgument } from '../errors';
+import { API_PREFIX, rawJsonResponse } from '../api/router';
 import type { EtcdClient } from '../etcd/client';
 import type { Metrics } from '../observability/metrics';
 
@@ -56,19 +56,10 @@ type Check = (request: GrpcMessage) => GrpcMessage;
 
 type SessionFactory = (send: Send, md: grpc.Metadata | undefined, cutOff: () => void, check: Check) => Session;
 
-const UPGRADE_REFUSALS: Record<number, [code: number, text: string]> = {
-  401: [16, 'Unauthorized'],
-  404: [5, 'Not Found'],
-  503: [8, 'Service Unavailable'],
-};
+const UPGRADE_REFUSAL_CODES: Record<number, number> = { 401: GrpcCode.UNAUTHENTICATED, 404: GrpcCode.NOT_FOUND, 503: GrpcCode.RESOURCE_EXHAUSTED };
 
 function refuseUpgrade(socket: Duplex, status: number, message: string): void {
-  const [code, text] = UPGRADE_REFUSALS[status];
-  const body = JSON.stringify({ error: message, message, code });
-  socket.end(
-    `HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json\r\n` +
-      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-  );
+  socket.end(rawJsonResponse(new GatewayError(UPGRADE_REFUSAL_CODES[status], message, status)));
 }
 
 export function attachWebSockets(server: http.Server, opts: WebSocketOptions): { close(): void } {

@@ -77,6 +77,8 @@ export async function startGateway(
     corsOrigins?: string[];
     rateLimit?: { rate: number; burst: number };
     access?: AccessPolicy;
+    maxConnections?: number;
+    maxHeaderBytes?: number;
     streams?: Partial<StreamSettings>;
   } = {},
 ): Promise<GatewayFixture> {
@@ -89,10 +91,11 @@ export async function startGateway(
     corsOrigins: opts.corsOrigins,
     rateLimit: opts.rateLimit,
     access: opts.access,
+    maxConnections: opts.maxConnections,
     streams: { ...DEFAULT_STREAM_SETTINGS, ...opts.streams },
     spec: spec(),
   });
-  const server = http.createServer(gateway.app);
+  const server = http.createServer({ maxHeaderSize: opts.maxHeaderBytes }, gateway.app);
   gateway.attach(server);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
