@@ -101,6 +101,14 @@ function neverSent(err: grpc.ServiceError): boolean {
   return err.code === GrpcCode.UNAVAILABLE && /No connection established|ECONNREFUSED/.test(err.details ?? '');
 }
 
+/** Ends a stream the gateway no longer wants: no more messages are handled, and etcd is told. */
+export function endStream(call: grpc.ClientDuplexStream<unknown, unknown> | undefined): void {
+  if (!call) return;
+  call.removeAllListeners('data');
+  call.end();
+  call.cancel();
+}
+
 /** Told about every unary call: for metrics. `code` is the gRPC code (0 for success). */
 export type CallObserver = (service: Service, method: string, code: number, seconds: number) => void;
 

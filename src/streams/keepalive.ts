@@ -3,7 +3,7 @@
 // done per request). Answers are matched to renewals by lease ID, in order.
 
 import * as grpc from '@grpc/grpc-js';
-import type { EtcdClient } from '../etcd/client';
+import { endStream, type EtcdClient } from '../etcd/client';
 import type { GrpcMessage } from '../api/context';
 import { GatewayError, GrpcCode } from '../errors';
 
@@ -100,13 +100,8 @@ class KeepAliveStream {
 
   close(): void {
     if (this.idleTimer) clearTimeout(this.idleTimer);
-    const call = this.call;
+    endStream(this.call);
     this.call = undefined;
-    if (call) {
-      call.removeAllListeners('data');
-      call.end();
-      call.cancel();
-    }
     this.onIdle();
   }
 }

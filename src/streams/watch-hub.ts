@@ -5,7 +5,7 @@
 // wrong revision and loses events (reference: etcd3-client.md §2).
 
 import * as grpc from '@grpc/grpc-js';
-import type { EtcdClient } from '../etcd/client';
+import { endStream, type EtcdClient } from '../etcd/client';
 import type { GrpcMessage } from '../api/context';
 
 /** Where a connection's answers go: one WatchResponse (gRPC form, client's watch_id) at a time. */
@@ -270,13 +270,8 @@ class EtcdWatchStream {
     if (this.connections.size > 0) return;
     this.closed = true;
     if (this.reopenTimer) clearTimeout(this.reopenTimer);
-    const call = this.call;
+    endStream(this.call);
     this.call = undefined;
-    if (call) {
-      call.removeAllListeners('data');
-      call.end();
-      call.cancel();
-    }
     this.hub.streamReleased(this);
   }
 }
