@@ -145,6 +145,22 @@ export function buildGateway(opts: AppOptions): Gateway {
     next();
   });
 
+  // Before any route, so that every answer gets its CORS headers and no API request escapes the limit.
+  if (opts.corsOrigins?.length) app.use(cors(opts.corsOrigins));
+  if (opts.rateLimit?.rate) {
+    // A client is its access-control identity when there is one, else its address.
+    const clientOf = (req: express.Request): string => {
+      try {
+        if (opts.access) return `client:${opts.access.current.identify(req).name}`;
+      } catch {
+        // unidentified: counted by address
+      }
+      return req.socket.remoteAddress ?? '';
+    };
+    const limit = rateLimit({ ...opts.rateLimit, clientOf });
+    app.use((req, res, next) => (API_PREFIX.test(req.path) ? limit(req, res, next) : next()));
+  }
+
   const apiRoutes = new Map<string, Route>();
   for (const op of spec.operations) {
     if (op.method === 'post') {
@@ -159,21 +175,6 @@ export function buildGateway(opts: AppOptions): Gateway {
       app.get(op.path, (req, res) => void handler(req, res));
       app.all(op.path, (req, res) => sendError(res, methodNotAllowed(req, 'GET'), { Allow: 'GET' }));
     }
-  }
-
-  if (opts.corsOrigins?.length) app.use(cors(opts.corsOrigins));
-  if (opts.rateLimit?.rate) {
-    // A client is its access-control identity when there is one, else its address.
-    const clientOf = (req: express.Request): string => {
-      try {
-        if (opts.access) return `client:${opts.access.current.identify(req).name}`;
-      } catch {
-        // unidentified: counted by address
-      }
-      return req.socket.remoteAddress ?? '';
-    };
-    const limit = rateLimit({ ...opts.rateLimit, clientOf });
-    app.use((req, res, next) => (API_PREFIX.test(req.path) ? limit(req, res, next) : next()));
   }
 
   // API routes are looked up in one map rather than through express's list of patterns.

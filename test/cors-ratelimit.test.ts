@@ -45,6 +45,8 @@ describe('CORS and rate limits', () => {
       assert.equal(put.status, 200);
       assert.equal(put.headers.get('access-control-allow-origin'), 'https://app.example');
       assert.equal(put.headers.get('vary'), 'Origin');
+      const version = await send(gw.url, '/version', undefined, { method: 'GET', headers: { Origin: 'https://app.example' } });
+      assert.equal(version.headers.get('access-control-allow-origin'), 'https://app.example', 'the gateway endpoints too');
     });
 
     it('refuses another origin\'s preflight and gives its requests no CORS headers', async () => {
