@@ -662,6 +662,54 @@ describe('watch resilience', () => {
       }
     });
 
+    /** Watches [first, last] of `prefix` over HTTP and WebSocket, cuts the proxied connections as soon
+     *  as the first message with events arrives, and checks that each watcher still ends up with
+     *  exactly etcd's history of 3000 events; `check` adds the scenario's own assertions. */
+    async function catchUpCutOnFirstEvents(
+      prefix: string,
+      first: number,
+      last: number,
+      label: string,
+      check: (w: WatchClient, cutAfter: { watcher: string; events: number; connections: number }) => void,
+    ): Promise<void> {
+      const httpW = new HttpWatch('http-stream', gw.url, [createRequest(prefix, { startRevision: first })]);
+      const wsW = await WsWatch.open('websocket', gw.wsUrl);
+      const watchers: WatchClient[] = [httpW, wsW];
+      let cutAfter: { watcher: string; events: number; connections: number } | undefined;
+      const cutOnFirstEvents = (w: WatchClient) => (m: Received) => {
+        if (!cutAfter && (m.result?.events?.length ?? 0) > 0) {
+          cutAfter = { watcher: w.name, events: w.events.length, connections: proxy.cutAll() };
+        }
+      };
+      httpW.onMessage = cutOnFirstEvents(httpW);
+      wsW.onMessage = cutOnFirstEvents(wsW);
+      try {
+        const resumesBefore = (await stats(gw)).resumes;
+        wsW.send(createRequest(prefix, { startRevision: first }));
+        await waitWatchersAt(watchers, last, 15_000);
+        assert.ok(cutAfter, 'the connections were cut');
+        const messages = (w: WatchClient): number => w.received.filter((m) => m.result?.events?.length).length;
+        console.log(
+          `[watch-resilience] ${label}: cut after the first message with events (${cutAfter.watcher}, ${cutAfter.events} events so far, ` +
+            `${cutAfter.connections} connections); messages with events: HTTP ${messages(httpW)}, WS ${messages(wsW)}`,
+        );
+        const truth = await etcdHistory(etcd, prefix, first, last);
+        assert.equal(truth.length, 3000);
+        for (const w of watchers) {
+          check(w, cutAfter);
+          assertExactlyHistory(w, truth, last);
+          assert.equal(w.cancelation(), undefined, `${w.name}: watch was canceled`);
+          assert.deepEqual(w.errors(), [], `${w.name}: error messages on the stream`);
+        }
+        const s = await stats(gw);
+        assert.ok(s.resumes > resumesBefore, `the cut made the hub resume: ${resumesBefore} → ${s.resumes}`);
+      } finally {
+        httpW.close();
+        wsW.close();
+        await stopProxied();
+      }
+    }
+
     it('a watch from an old revision survives a break in the middle of catching up on 3000 events', { timeout: 30_000 }, async () => {
       await startProxied();
       const prefix = 'h/';
@@ -678,42 +726,9 @@ describe('watch resilience', () => {
       const last = revs[revs.length - 1];
       assert.equal(last - first, 29, 'one revision per txn');
 
-      const watchers: WatchClient[] = [];
-      const httpW = new HttpWatch('http-stream', gw.url, [createRequest(prefix, { startRevision: first })]);
-      const wsW = await WsWatch.open('websocket', gw.wsUrl);
-      watchers.push(httpW, wsW);
-      let cutAfter: { watcher: string; events: number; connections: number } | undefined;
-      const cutOnFirstEvents = (w: WatchClient) => (m: Received) => {
-        if (!cutAfter && (m.result?.events?.length ?? 0) > 0) {
-          cutAfter = { watcher: w.name, events: w.events.length, connections: proxy.cutAll() };
-        }
-      };
-      httpW.onMessage = cutOnFirstEvents(httpW);
-      wsW.onMessage = cutOnFirstEvents(wsW);
-      try {
-        const resumesBefore = (await stats(gw)).resumes;
-        wsW.send(createRequest(prefix, { startRevision: first }));
-        await waitWatchersAt(watchers, last, 15_000);
-        assert.ok(cutAfter, 'the connections were cut');
-        console.log(
-          `[watch-resilience] catch-up: cut after the first message with events (${cutAfter.watcher}, ${cutAfter.events} events so far, ${cutAfter.connections} connections); ` +
-            `messages with events: HTTP ${httpW.received.filter((m) => m.result?.events?.length).length}, WS ${wsW.received.filter((m) => m.result?.events?.length).length}`,
-        );
-        const truth = await etcdHistory(etcd, prefix, first, last);
-        assert.equal(truth.length, 3000);
-        for (const w of watchers) {
-          assert.equal(w.eventsOf().length, 3000, `${w.name}: event count`);
-          assertExactlyHistory(w, truth, last);
-          assert.equal(w.cancelation(), undefined, `${w.name}: watch was canceled`);
-          assert.deepEqual(w.errors(), [], `${w.name}: error messages on the stream`);
-        }
-        const s = await stats(gw);
-        assert.ok(s.resumes > resumesBefore, `the cut made the hub resume: ${resumesBefore} → ${s.resumes}`);
-      } finally {
-        httpW.close();
-        wsW.close();
-        await stopProxied();
-      }
+      await catchUpCutOnFirstEvents(prefix, first, last, 'catch-up', (w) => {
+        assert.equal(w.eventsOf().length, 3000, `${w.name}: event count`);
+      });
     });
 
     it('a catch-up spanning several etcd messages (3000 revisions) survives a break after its first message', { timeout: 30_000 }, async () => {
@@ -737,43 +752,10 @@ describe('watch resilience', () => {
       const last = Math.max(...revs);
       assert.equal(last - first, 2999, 'one revision per put, contiguous');
 
-      const httpW = new HttpWatch('http-stream', gw.url, [createRequest(prefix, { startRevision: first })]);
-      const wsW = await WsWatch.open('websocket', gw.wsUrl);
-      const watchers: WatchClient[] = [httpW, wsW];
-      let cutAfter: { watcher: string; events: number; connections: number } | undefined;
-      const cutOnFirstEvents = (w: WatchClient) => (m: Received) => {
-        if (!cutAfter && (m.result?.events?.length ?? 0) > 0) {
-          cutAfter = { watcher: w.name, events: w.events.length, connections: proxy.cutAll() };
-        }
-      };
-      httpW.onMessage = cutOnFirstEvents(httpW);
-      wsW.onMessage = cutOnFirstEvents(wsW);
-      try {
-        const resumesBefore = (await stats(gw)).resumes;
-        wsW.send(createRequest(prefix, { startRevision: first }));
-        await waitWatchersAt(watchers, last, 15_000);
-        assert.ok(cutAfter, 'the connections were cut');
-        const messages = (w: WatchClient): number => w.received.filter((m) => m.result?.events?.length).length;
-        console.log(
-          `[watch-resilience] multi-message catch-up: cut after the first message with events (${cutAfter.watcher}, ${cutAfter.events} events so far, ` +
-            `${cutAfter.connections} connections); messages with events: HTTP ${messages(httpW)}, WS ${messages(wsW)}`,
-        );
+      await catchUpCutOnFirstEvents(prefix, first, last, 'multi-message catch-up', (w, cutAfter) => {
         assert.ok(cutAfter.events < 3000, `the cut came in the middle of the catch-up (${cutAfter.events} events delivered)`);
-        const truth = await etcdHistory(etcd, prefix, first, last);
-        assert.equal(truth.length, 3000);
-        for (const w of watchers) {
-          assertExactlyHistory(w, truth, last);
-          assertOneEventPerRevision(w.name, w.eventsOf());
-          assert.equal(w.cancelation(), undefined, `${w.name}: watch was canceled`);
-          assert.deepEqual(w.errors(), [], `${w.name}: error messages on the stream`);
-        }
-        const s = await stats(gw);
-        assert.ok(s.resumes > resumesBefore, `the cut made the hub resume: ${resumesBefore} → ${s.resumes}`);
-      } finally {
-        httpW.close();
-        wsW.close();
-        await stopProxied();
-      }
+        assertOneEventPerRevision(w.name, w.eventsOf());
+      });
     });
 
     it('a fragmented catch-up survives a break between its fragments', { timeout: 30_000 }, async () => {
