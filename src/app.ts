@@ -20,6 +20,7 @@ import type { EtcdClient } from './etcd/client';
 import { WatchHub } from './streams/watch-hub';
 import { attachWebSockets } from './streams/websocket';
 import type http from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { GatewayError, GrpcCode } from './errors';
 import { randomUUID } from 'node:crypto';
@@ -65,6 +66,8 @@ export interface AppOptions {
 }
 
 export interface Gateway {
+  /** The request listener for an HTTP(S) server: API routes directly, everything else through `app`. */
+  handler: (req: IncomingMessage, res: ServerResponse) => void;
   app: express.Express;
   hub: WatchHub;
   keepalive: KeepAliveHub;
@@ -114,42 +117,21 @@ export function buildGateway(opts: AppOptions): Gateway {
   const guard = opts.access ? accessGuard(opts.access) : undefined;
   const handlers = handlerTable(opts.etcd, { hub, keepalive, spec, limits, maxBodyBytes: opts.maxBodyBytes, metrics, guard }, opts.lockWaitMs);
   const log = opts.logger ?? pino({ level: 'silent' });
+  const logRequests = log.isLevelEnabled('info');
   const app = express();
   app.disable('x-powered-by');
   app.disable('etag');
 
   // Streams still open are ended at shutdown; unary requests are left to finish.
-  const openStreams = new Set<express.Response>();
+  const openStreams = new Set<ServerResponse>();
   const routeOf = new Map<string, string>();
   for (const op of spec.operations) for (const p of [op.path, ...op.aliases]) routeOf.set(p, op.operationId);
 
-  // Every request: an id (the client's X-Request-Id or a new one), a log line and metrics when done.
-  app.use((req, res, next) => {
-    const started = performance.now();
-    const id = (typeof req.headers['x-request-id'] === 'string' && req.headers['x-request-id'].slice(0, 128)) || randomUUID();
-    res.setHeader('X-Request-Id', id);
-    const m = API_PREFIX.exec(req.path);
-    const route = routeOf.get(m ? `/v3${m[1]}` : req.path) ?? 'other';
-    let recorded = false;
-    const record = (): void => {
-      if (recorded) return;
-      recorded = true;
-      const seconds = (performance.now() - started) / 1000;
-      const status = res.headersSent ? res.statusCode : 499;
-      metrics.httpRequests.inc({ route, method: req.method, status: String(status) });
-      metrics.httpDuration.observe({ route }, seconds);
-      log.info({ reqId: id, method: req.method, route, status, ms: Math.round(seconds * 1e4) / 10 }, 'request');
-    };
-    res.once('finish', record);
-    res.once('close', record);
-    next();
-  });
-
-  // Before any route, so that every answer gets its CORS headers and no API request escapes the limit.
-  if (opts.corsOrigins?.length) app.use(cors(opts.corsOrigins));
+  const corsCheck = opts.corsOrigins?.length ? cors(opts.corsOrigins) : undefined;
+  let limit: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
   if (opts.rateLimit?.rate) {
     // A client is its access-control identity when there is one, else its address.
-    const clientOf = (req: express.Request): string => {
+    const clientOf = (req: IncomingMessage): string => {
       try {
         if (opts.access) return `client:${opts.access.current.identify(req).name}`;
       } catch {
@@ -157,8 +139,7 @@ export function buildGateway(opts: AppOptions): Gateway {
       }
       return req.socket.remoteAddress ?? '';
     };
-    const limit = rateLimit({ ...opts.rateLimit, clientOf });
-    app.use((req, res, next) => (API_PREFIX.test(req.path) ? limit(req, res, next) : next()));
+    limit = rateLimit({ ...opts.rateLimit, clientOf });
   }
 
   const apiRoutes = new Map<string, Route>();
@@ -177,11 +158,10 @@ export function buildGateway(opts: AppOptions): Gateway {
     }
   }
 
-  // API routes are looked up in one map rather than through express's list of patterns.
-  app.use((req, res, next) => {
-    const m = API_PREFIX.exec(req.path);
-    if (!m) return next();
-    const route = apiRoutes.get(`/v3${m[1]}`);
+  /** An API request (a path under /v3/, /v3beta/ or /v3alpha/): served here, without express. */
+  const serveApi = (req: IncomingMessage, res: ServerResponse, apiPath: string): void => {
+    if (limit?.(req, res)) return;
+    const route = apiRoutes.get(apiPath);
     if (!route) return sendError(res, notFound(req));
     if (req.method !== 'POST') return sendError(res, methodNotAllowed(req, 'POST'), { Allow: 'POST' });
     if (guard) {
@@ -197,7 +177,38 @@ export function buildGateway(opts: AppOptions): Gateway {
       res.once('close', () => openStreams.delete(res));
     }
     void route.serve(req, res);
-  });
+  };
+
+  // Every request: an id (the client's X-Request-Id or a new one), a log line and metrics when done;
+  // then CORS, and the API routes (looked up in one map) or express for everything else.
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    const started = performance.now();
+    const given = req.headers['x-request-id'];
+    const id = (typeof given === 'string' && given.slice(0, 128)) || randomUUID();
+    res.setHeader('X-Request-Id', id);
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    const m = API_PREFIX.exec(path);
+    const apiPath = m ? `/v3${m[1]}` : undefined;
+    const route = routeOf.get(apiPath ?? path) ?? 'other';
+    const method = req.method ?? '';
+    let recorded = false;
+    const record = (): void => {
+      if (recorded) return;
+      recorded = true;
+      const seconds = (performance.now() - started) / 1000;
+      const status = res.headersSent ? res.statusCode : 499;
+      metrics.request(route, method, status, seconds);
+      if (logRequests) log.info({ reqId: id, method, route, status, ms: Math.round(seconds * 1e4) / 10 }, 'request');
+    };
+    res.once('finish', record);
+    res.once('close', record);
+    // Before any route, so that every answer gets its CORS headers and no API request escapes the limit.
+    if (corsCheck?.(req, res)) return;
+    if (apiPath !== undefined) serveApi(req, res, apiPath);
+    else app(req, res);
+  };
 
   app.get('/openapi.json', (_req, res) => {
     res.json(spec.doc);
@@ -220,6 +231,7 @@ export function buildGateway(opts: AppOptions): Gateway {
 
   let sockets: { close(): void } | undefined;
   return {
+    handler,
     app,
     hub,
     keepalive,

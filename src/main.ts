@@ -168,7 +168,7 @@ async function main(): Promise<void> {
   });
   const tlsServer = tlsSettings.server;
   const serverOptions = { maxHeaderSize: config.maxHeaderBytes };
-  const server = tlsServer ? https.createServer({ ...tlsServer, ...serverOptions }, gateway.app) : http.createServer(serverOptions, gateway.app);
+  const server = tlsServer ? https.createServer({ ...tlsServer, ...serverOptions }, gateway.handler) : http.createServer(serverOptions, gateway.handler);
   if (tlsServer) {
     // Refused handshakes (no or an untrusted client certificate, plain HTTP on the TLS port) end there.
     server.on('tlsClientError', (err: Error) => log.debug({ err: err.message }, 'TLS handshake refused'));

@@ -34,7 +34,7 @@ describe('access control by client certificate', () => {
     gateway = buildGateway({ etcd: client, maxBodyBytes: 1 << 20, access: policy });
     // Certificates are asked for but not required at the handshake, so a client without one reaches
     // the gateway and gets its 401.
-    server = https.createServer({ cert: certs.pem.serverCert, key: certs.pem.serverKey, ca: certs.pem.ca, requestCert: true, rejectUnauthorized: false }, gateway.app);
+    server = https.createServer({ cert: certs.pem.serverCert, key: certs.pem.serverKey, ca: certs.pem.ca, requestCert: true, rejectUnauthorized: false }, gateway.handler);
     gateway.attach(server);
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     port = (server.address() as AddressInfo).port;

@@ -359,7 +359,7 @@ describe('TLS to etcd (etcd with --client-cert-auth)', () => {
   it('answers 503 at once when the gateway has no client certificate for etcd', async () => {
     const client = new EtcdClient({ endpoints: [etcd.url], requestTimeoutMs: REQUEST_TIMEOUT_MS, tls: { ca: certs.pem.ca } });
     const gateway = buildGateway({ etcd: client, maxBodyBytes: 1 << 20, streams: DEFAULT_STREAM_SETTINGS });
-    const server = http.createServer(gateway.app);
+    const server = http.createServer(gateway.handler);
     gateway.attach(server);
     try {
       await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

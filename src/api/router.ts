@@ -3,7 +3,7 @@
 // schema, decode it, call etcd, encode the answer as etcd's gateway does.
 
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
-import express from 'express';
+import zlib from 'node:zlib';
 import type { ApiSpec, Operation } from './openapi';
 import { etcdMetadata, type GrpcMessage, type Guard, type RequestContext, type UnaryHandler } from './context';
 import type { EtcdClient } from '../etcd/client';
@@ -17,7 +17,7 @@ export const API_PREFIX = /^\/v3(?:beta|alpha)?(\/.*)$/;
 
 export interface Route {
   operation: Operation;
-  serve(req: express.Request, res: express.Response): Promise<void>;
+  serve(req: IncomingMessage, res: ServerResponse): Promise<void>;
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, extraHeaders?: Record<string, string>): void {
@@ -50,8 +50,8 @@ export function sendError(res: ServerResponse, err: unknown, extraHeaders?: Reco
 }
 
 /** A body that is empty or `null` is the empty message, as in etcd's gateway. */
-export function parseBody(raw: unknown): Record<string, unknown> {
-  const text = Buffer.isBuffer(raw) ? raw.toString('utf8') : '';
+export function parseBody(raw: Buffer): Record<string, unknown> {
+  const text = raw.toString('utf8');
   if (text.trim() === '') return {};
   let value: unknown;
   try {
@@ -67,29 +67,76 @@ export function parseBody(raw: unknown): Record<string, unknown> {
   return value as Record<string, unknown>;
 }
 
-export function rawBodyReader(maxBodyBytes: number): express.RequestHandler {
-  // The Content-Type is ignored, as etcd's gateway does: `curl -d` sends form encoding.
-  return express.raw({ type: () => true, limit: maxBodyBytes });
+const BODY_TOO_LARGE = (limit: number): GatewayError =>
+  new GatewayError(GrpcCode.RESOURCE_EXHAUSTED, `request body is larger than the limit of ${limit} bytes`, 413);
+
+/** A compressed body is inflated (gzip, deflate), its inflated size held to the limit; others are refused. */
+function bodySource(req: IncomingMessage): NodeJS.ReadableStream {
+  const encoding = (req.headers['content-encoding'] ?? 'identity').toLowerCase();
+  if (encoding === 'identity') return req;
+  if (encoding === 'gzip' || encoding === 'x-gzip') return req.pipe(zlib.createGunzip());
+  if (encoding === 'deflate') return req.pipe(zlib.createInflate());
+  throw new GatewayError(GrpcCode.INVALID_ARGUMENT, `unsupported Content-Encoding "${encoding}" (use gzip, deflate or none)`, 415);
 }
 
-export function readBody(reader: express.RequestHandler, req: express.Request, res: express.Response): Promise<unknown> {
+/** The whole request body, at most `maxBodyBytes`. The Content-Type is ignored, as etcd's gateway does
+ *  (`curl -d` sends form encoding). A declared length over the limit is refused before any is read. */
+export function readBody(req: IncomingMessage, maxBodyBytes: number): Promise<Buffer> {
+  const declared = req.headers['content-length'];
+  if (declared !== undefined && Number(declared) > maxBodyBytes) return Promise.reject(BODY_TOO_LARGE(maxBodyBytes));
+  if (req.readableEnded) return Promise.resolve(Buffer.alloc(0));
   return new Promise((resolve, reject) => {
-    reader(req, res, (err?: unknown) => {
-      if (!err) return resolve(req.body);
-      const e = err as { type?: string; limit?: number };
-      if (e.type === 'entity.too.large') {
-        reject(new GatewayError(GrpcCode.RESOURCE_EXHAUSTED, `request body is larger than the limit of ${e.limit} bytes`, 413));
-      } else {
-        reject(invalidArgument(`request body could not be read: ${(err as Error).message}`));
+    let source: NodeJS.ReadableStream;
+    try {
+      source = bodySource(req);
+    } catch (e) {
+      return reject(e as Error);
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const cleanup = (): void => {
+      source.removeListener('data', onData);
+      source.removeListener('end', onEnd);
+      source.removeListener('error', onError);
+      req.removeListener('error', onError);
+      req.removeListener('close', onClose);
+    };
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size > maxBodyBytes) {
+        cleanup();
+        if (source !== req) req.unpipe();
+        // The rest is not read: the connection cannot be reused after the answer.
+        req.pause();
+        reject(BODY_TOO_LARGE(maxBodyBytes));
+        return;
       }
-    });
+      chunks.push(chunk);
+    };
+    const onEnd = (): void => {
+      cleanup();
+      resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
+    };
+    const onError = (err: Error): void => {
+      cleanup();
+      reject(invalidArgument(`request body could not be read: ${err.message}`));
+    };
+    const onClose = (): void => {
+      if (req.readableEnded) return;
+      cleanup();
+      reject(new GatewayError(GrpcCode.CANCELLED, 'the client closed the connection before sending the whole body', 499));
+    };
+    source.on('data', onData);
+    source.on('end', onEnd);
+    source.on('error', onError);
+    if (source !== req) req.on('error', onError);
+    req.on('close', onClose);
   });
 }
 
 /** A body of concatenated JSON values (streaming endpoints take several requests in one body). */
-export async function readJsonSequence(reader: express.RequestHandler, req: express.Request, res: express.Response): Promise<unknown[]> {
-  const raw = await readBody(reader, req, res);
-  const text = Buffer.isBuffer(raw) ? raw.toString('utf8') : '';
+export async function readJsonSequence(req: IncomingMessage, maxBodyBytes: number): Promise<unknown[]> {
+  const text = (await readBody(req, maxBodyBytes)).toString('utf8');
   try {
     return parseJsonSequence(text);
   } catch (e) {
@@ -112,7 +159,6 @@ export function unaryRoute(
   const requestName = operation.requestSchema;
   const requestShape: ObjectShape = spec.requestShape(requestName);
   const responseShape: ObjectShape = spec.shapes.objectComponent(operation.responseSchema);
-  const reader = rawBodyReader(maxBodyBytes);
   return {
     operation,
     async serve(req, res) {
@@ -121,7 +167,7 @@ export function unaryRoute(
         if (!res.writableFinished) aborter.abort();
       });
       try {
-        const body = parseBody(await readBody(reader, req, res));
+        const body = parseBody(await readBody(req, maxBodyBytes));
         normalizeNames(requestShape, body);
         spec.check(requestName, body);
         const ctx: RequestContext = { etcd, signal: aborter.signal, metadata: etcdMetadata(req.headers) };

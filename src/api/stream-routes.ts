@@ -5,11 +5,10 @@
 // - server streams (maintenance snapshot, election observe): one request, then every message etcd
 //   sends, passed on with back-pressure so a snapshot is never held in memory.
 
-import type express from 'express';
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Operation } from './openapi';
 import { etcdMetadata, type Guard } from './context';
-import { rawBodyReader, readJsonSequence, sendError, type Route } from './router';
+import { readJsonSequence, sendError, type Route } from './router';
 import { streamError, type MessageCodec } from './watch';
 import type { KeepAliveHub } from '../streams/keepalive';
 import type { EtcdClient, Service } from '../etcd/client';
@@ -21,13 +20,12 @@ function startStream(res: ServerResponse): void {
 }
 
 export function keepAliveRoute(operation: Operation, keepalive: KeepAliveHub, codec: MessageCodec, maxBodyBytes: number, guard?: Guard): Route {
-  const reader = rawBodyReader(maxBodyBytes);
   return {
     operation,
-    async serve(req: express.Request, res: express.Response) {
+    async serve(req: IncomingMessage, res: ServerResponse) {
       let ids: string[];
       try {
-        const values = await readJsonSequence(reader, req, res);
+        const values = await readJsonSequence(req, maxBodyBytes);
         ids = values.map((v, i) => {
           const request = codec.decodeRequest(v, values.length > 1 ? `request ${i + 1}` : '');
           guard?.(req, operation.operationId, request);
@@ -67,13 +65,12 @@ export function serverStreamRoute(
   maxBodyBytes: number,
   guard?: Guard,
 ): Route {
-  const reader = rawBodyReader(maxBodyBytes);
   return {
     operation,
-    async serve(req: express.Request, res: express.Response) {
+    async serve(req: IncomingMessage, res: ServerResponse) {
       let request;
       try {
-        const values = await readJsonSequence(reader, req, res);
+        const values = await readJsonSequence(req, maxBodyBytes);
         if (values.length > 1) throw invalidArgument(`${operation.path} takes one request, got ${values.length}`);
         request = codec.decodeRequest(values[0] ?? {});
         guard?.(req, operation.operationId, request);

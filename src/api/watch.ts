@@ -2,15 +2,14 @@
 // `{"result": WatchResponse}` lines, one chunk each, open until the client leaves. The same message
 // codec serves the WebSocket transport (streams/websocket.ts).
 
-import type express from 'express';
 import type { ApiSpec, Operation } from './openapi';
 import { etcdMetadata, type GrpcMessage, type Guard } from './context';
 import { decode, encode, normalizeNames } from '../codec/codec';
 import type { ObjectShape } from '../codec/shape';
 import { GatewayError, GrpcCode, httpStatusFromGrpcCode, invalidArgument, fromGrpcError } from '../errors';
-import { rawBodyReader, readJsonSequence, sendError, type Route } from './router';
+import { readJsonSequence, sendError, type Route } from './router';
 import type { WatchHub, WatchConnection } from '../streams/watch-hub';
-import { STATUS_CODES } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 
 export interface StreamLimits {
   maxConnections: number;
@@ -70,13 +69,12 @@ export function slowConsumer(limit: number): GatewayError {
 }
 
 export function watchRoute(operation: Operation, hub: WatchHub, codec: MessageCodec, limits: StreamLimits, maxBodyBytes: number, guard?: Guard): Route {
-  const reader = rawBodyReader(maxBodyBytes);
   return {
     operation,
-    async serve(req: express.Request, res: express.Response) {
+    async serve(req: IncomingMessage, res: ServerResponse) {
       let requests: GrpcMessage[];
       try {
-        const values = await readJsonSequence(reader, req, res);
+        const values = await readJsonSequence(req, maxBodyBytes);
         // Every request is checked before any reaches etcd: a bad one refuses the whole body.
         requests = values.map((v, i) => codec.decodeRequest(v, values.length > 1 ? `request ${i + 1}` : ''));
         for (const r of requests) guard?.(req, operation.operationId, r);

@@ -11,36 +11,71 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { Host } from 'etcd3/lib/connection-pool';
 import { fromGrpcError, GrpcCode } from '../errors';
+import { UnaryChannel, type UnaryError } from './unary-channel';
 
 export type Service = 'KV' | 'Watch' | 'Lease' | 'Cluster' | 'Maintenance' | 'Auth' | 'Lock' | 'Election';
 
 type ServiceClient = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
 
-/** etcd's lock and election services are not in the etcd3 package: our protos import its rpc.proto and
- *  load with its options, so their messages decode exactly like the others. */
-function loadOwnServices(): Record<'Lock' | 'Election', grpc.ServiceClientConstructor> {
+interface MethodCodec {
+  path: string;
+  serialize(request: unknown): Buffer;
+  deserialize(answer: Buffer): unknown;
+}
+
+interface Definitions {
+  /** By `Service.Method`: the gRPC path and proto-loader's (de)serializers, as grpc-js would use them. */
+  methods: Map<string, MethodCodec>;
+  /** grpc-js clients for the lock and election services, which the etcd3 package does not have. */
+  Lock: grpc.ServiceClientConstructor;
+  Election: grpc.ServiceClientConstructor;
+}
+
+const PACKAGE_OF: Record<Service, string> = {
+  KV: 'etcdserverpb',
+  Watch: 'etcdserverpb',
+  Lease: 'etcdserverpb',
+  Cluster: 'etcdserverpb',
+  Maintenance: 'etcdserverpb',
+  Auth: 'etcdserverpb',
+  Lock: 'v3lockpb',
+  Election: 'v3electionpb',
+};
+
+/** etcd's rpc.proto (from the etcd3 package) and our lock and election protos, which import it, loaded
+ *  with the etcd3 package's options, so every message decodes as its own clients decode them. */
+function loadDefinitions(): Definitions {
   let dir = __dirname;
   while (!fs.existsSync(path.join(dir, 'proto', 'v3lock.proto'))) {
     const up = path.dirname(dir);
     if (up === dir) throw new Error('proto/v3lock.proto not found');
     dir = up;
   }
-  const def = protoLoader.loadSync([path.join(dir, 'proto', 'v3lock.proto'), path.join(dir, 'proto', 'v3election.proto')], {
+  const rpcProto = require.resolve('etcd3/proto/rpc.proto');
+  const def = protoLoader.loadSync([rpcProto, path.join(dir, 'proto', 'v3lock.proto'), path.join(dir, 'proto', 'v3election.proto')], {
     keepCase: true,
     longs: String,
     enums: String,
     defaults: true,
     oneofs: true,
-    includeDirs: [path.dirname(require.resolve('etcd3/proto/rpc.proto'))],
+    includeDirs: [path.dirname(rpcProto)],
   });
+  const methods = new Map<string, MethodCodec>();
+  for (const [service, pkg] of Object.entries(PACKAGE_OF)) {
+    const definition = def[`${pkg}.${service}`] as protoLoader.ServiceDefinition | undefined;
+    if (!definition) throw new Error(`${pkg}.${service} is not in the protos`);
+    for (const [method, m] of Object.entries(definition)) {
+      methods.set(`${service}.${method}`, { path: m.path, serialize: m.requestSerialize, deserialize: m.responseDeserialize });
+    }
+  }
   const pkg = grpc.loadPackageDefinition(def) as unknown as {
     v3lockpb: { Lock: grpc.ServiceClientConstructor };
     v3electionpb: { Election: grpc.ServiceClientConstructor };
   };
-  return { Lock: pkg.v3lockpb.Lock, Election: pkg.v3electionpb.Election };
+  return { methods, Lock: pkg.v3lockpb.Lock, Election: pkg.v3electionpb.Election };
 }
 
-let ownServices: ReturnType<typeof loadOwnServices> | undefined;
+let definitions: Definitions | undefined;
 
 export interface EtcdClientOptions {
   endpoints: string[];
@@ -69,13 +104,6 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
-type UnaryMethod = (
-  req: unknown,
-  md: grpc.Metadata,
-  opts: grpc.CallOptions,
-  cb: (err: grpc.ServiceError | null, res: unknown) => void,
-) => grpc.ClientUnaryCall;
-
 const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   // etcd answers up to max-request-bytes + 512 KiB by default, and more when configured: never cap replies.
   'grpc.max_receive_message_length': -1,
@@ -97,7 +125,8 @@ function needsSignIn(err: grpc.ServiceError): boolean {
 }
 
 /** The request never left the gateway, so even a write may go to another member. */
-function neverSent(err: grpc.ServiceError): boolean {
+function neverSent(err: grpc.ServiceError | UnaryError): boolean {
+  if ((err as UnaryError).neverSent) return true;
   return err.code === GrpcCode.UNAVAILABLE && /No connection established|ECONNREFUSED/.test(err.details ?? '');
 }
 
@@ -115,6 +144,8 @@ export type CallObserver = (service: Service, method: string, code: number, seco
 export class EtcdClient {
   observer?: CallObserver;
   private readonly hosts: Host[];
+  /** Unary calls: one lean HTTP/2 connection per member. */
+  private readonly channels: UnaryChannel[];
   private readonly ownClients = new Map<string, ServiceClient>();
   /** Requests stick to one member until it fails, so a client reads its own writes from one place. */
   private current = 0;
@@ -137,6 +168,8 @@ export class EtcdClient {
     this.hosts = options.endpoints.map(
       (e) => new Host(e, this.credentials, CHANNEL_OPTIONS, noRetry as unknown as ConstructorParameters<typeof Host>[3]),
     );
+    this.channels = options.endpoints.map((e) => new UnaryChannel(e, this.secure, tls));
+    definitions ??= loadDefinitions();
   }
 
   /** GETs a JSON document from the HTTP side of the current member (e.g. `/version`), over TLS with the
@@ -218,9 +251,11 @@ export class EtcdClient {
       } catch (e) {
         const err = e as grpc.ServiceError;
         lastError = err;
-        const retryable = err.code === GrpcCode.UNAVAILABLE && (opts.idempotent || neverSent(err));
-        if (!retryable || Date.now() >= deadline) break;
+        if (err.code !== GrpcCode.UNAVAILABLE) break;
+        // The next requests go to another member, even when this one (a write that may have reached
+        // etcd) cannot be sent again.
         if (this.current === index) this.current = (index + 1) % this.hosts.length;
+        if (!(opts.idempotent || neverSent(err)) || Date.now() >= deadline) break;
       }
     }
     throw Object.assign(fromGrpcError(lastError), { cause: lastError });
@@ -233,10 +268,10 @@ export class EtcdClient {
     const key = `${index}/${service}`;
     let client = this.ownClients.get(key);
     if (!client) {
-      ownServices ??= loadOwnServices();
+      definitions ??= loadDefinitions();
       const channel = (host.getServiceClient('KV') as unknown as grpc.Client).getChannel();
       // The override channel carries the member's credentials (TLS included); these are not used.
-      client = new ownServices[service](this.options.endpoints[index].replace(/^https?:\/\//, ''), this.credentials, {
+      client = new definitions[service](this.options.endpoints[index].replace(/^https?:\/\//, ''), this.credentials, {
         channelOverride: channel,
       }) as ServiceClient;
       this.ownClients.set(key, client);
@@ -244,17 +279,16 @@ export class EtcdClient {
     return client;
   }
 
-  private callOnce(host: number, service: Service, method: string, request: unknown, opts: CallOptions, deadline: number): Promise<unknown> {
-    return new Promise((resolve, reject) => {
-      const client = this.client(host, service) as unknown as Record<string, UnaryMethod>;
-      const call = client[method].call(client, request, opts.metadata ?? new grpc.Metadata(), { deadline }, (err, res) =>
-        err ? reject(err) : resolve(res),
-      );
-      if (opts.signal) {
-        if (opts.signal.aborted) call.cancel();
-        else opts.signal.addEventListener('abort', () => call.cancel(), { once: true });
-      }
-    });
+  private async callOnce(host: number, service: Service, method: string, request: unknown, opts: CallOptions, deadline: number): Promise<unknown> {
+    definitions ??= loadDefinitions();
+    const codec = definitions.methods.get(`${service}.${method}`);
+    if (!codec) throw new Error(`no gRPC method ${service}.${method}`);
+    let headers: Record<string, string> | undefined;
+    if (opts.metadata) {
+      for (const [k, v] of Object.entries(opts.metadata.getMap())) if (typeof v === 'string') (headers ??= {})[k] = v;
+    }
+    const answer = await this.channels[host].call(codec.path, codec.serialize(request), headers, deadline, opts.signal);
+    return codec.deserialize(answer);
   }
 
   /** Opens a bidirectional stream (Watch.Watch, Lease.LeaseKeepAlive) on the current member. The caller
@@ -289,6 +323,7 @@ export class EtcdClient {
   close(): void {
     for (const client of this.ownClients.values()) client.close();
     for (const host of this.hosts) host.close();
+    for (const channel of this.channels) channel.close();
     this.httpAgent.destroy();
   }
 }

@@ -45,6 +45,22 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Labelled children by route/method/status: prom-client hashes a label object on every call. */
+  private readonly requestChildren = new Map<string, { count: { inc(): void }; duration: { observe(v: number): void } }>();
+
+  /** One HTTP request answered (or given up by its client: status 499). */
+  request(route: string, method: string, status: number, seconds: number): void {
+    const key = `${route} ${method} ${status}`;
+    let child = this.requestChildren.get(key);
+    if (!child) {
+      child = { count: this.httpRequests.labels(route, method, String(status)), duration: this.httpDuration.labels(route) };
+      // Methods are whatever clients send: keep the cache (not the counters) bounded.
+      if (this.requestChildren.size < 10_000) this.requestChildren.set(key, child);
+    }
+    child.count.inc();
+    child.duration.observe(seconds);
+  }
+
   constructor(streams: { hub: WatchHub; keepalive: KeepAliveHub }) {
     collectDefaultMetrics({ register: this.registry });
     const { hub, keepalive } = streams;

@@ -1,33 +1,36 @@
 // CORS: off unless origins are configured. An allowed origin gets the headers a browser needs; a
 // preflight from any other origin is refused. Same-origin pages (Swagger UI at /docs) need none of this.
 
-import type express from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { GatewayError, GrpcCode } from '../errors';
 import { sendError } from '../api/router';
 
 const ALLOWED_HEADERS = 'content-type, authorization, grpc-metadata-token, x-request-id';
 
-export function cors(origins: string[]): express.RequestHandler {
+/** Adds the CORS headers an allowed origin needs; true when it answered the request itself (a preflight). */
+export function cors(origins: string[]): (req: IncomingMessage, res: ServerResponse) => boolean {
   const any = origins.includes('*');
   const allowed = new Set(origins);
-  return (req, res, next) => {
+  return (req, res) => {
     const origin = req.headers.origin;
-    if (!origin) return next();
+    if (!origin) return false;
     const ok = any || allowed.has(origin);
     const preflight = req.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined;
     if (!ok) {
-      if (preflight) return sendError(res, new GatewayError(GrpcCode.PERMISSION_DENIED, `origin ${origin} is not allowed (CORS_ORIGINS)`));
-      return next();
+      if (!preflight) return false;
+      sendError(res, new GatewayError(GrpcCode.PERMISSION_DENIED, `origin ${origin} is not allowed (CORS_ORIGINS)`));
+      return true;
     }
     res.setHeader('Access-Control-Allow-Origin', any ? '*' : origin);
     res.setHeader('Vary', 'Origin');
     res.setHeader('Access-Control-Expose-Headers', 'X-Request-Id, Retry-After');
-    if (!preflight) return next();
+    if (!preflight) return false;
     res.writeHead(204, {
       'Access-Control-Allow-Methods': 'POST, GET, OPTIONS',
       'Access-Control-Allow-Headers': ALLOWED_HEADERS,
       'Access-Control-Max-Age': '600',
     });
     res.end();
+    return true;
   };
 }

@@ -95,7 +95,7 @@ export async function startGateway(
     streams: { ...DEFAULT_STREAM_SETTINGS, ...opts.streams },
     spec: spec(),
   });
-  const server = http.createServer({ maxHeaderSize: opts.maxHeaderBytes }, gateway.app);
+  const server = http.createServer({ maxHeaderSize: opts.maxHeaderBytes }, gateway.handler);
   gateway.attach(server);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
