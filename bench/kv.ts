@@ -1,7 +1,7 @@
 // KV benchmark: request throughput and latency of unary KV calls through this gateway and through
 // etcd's own gateway, side by side, plus the direct gRPC ceiling (the etcd3 client's raw calls).
 //
-//   npm run bench -- [--seconds 5] [--connections 1,16,64] [--workloads range1,range100,put,txn,mixed]
+//   npm run bench -- [--seconds 5] [--connections 1,16,64] [--workloads range1,range100,put,txn,mixed] [--workers 1,2]
 //
 // Processes: etcd (a child), this gateway (another child: `node dist/src/main.js`, so its CPU time and
 // memory can be read from /proc and it does not share an event loop with the load generator), and this
@@ -10,12 +10,14 @@
 // warmed up for 1 s on every target first (unmeasured). Every wait is bounded in time.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
+import { Etcd3 } from 'etcd3';
 import { EtcdClient } from '../src/etcd/client';
 import { findEtcdBinary, freePort, startEtcd, type EtcdProcess } from '../src/etcd/process';
 import { LatencyHistogram } from './histogram';
@@ -31,6 +33,7 @@ const { values: args } = parseArgs({
     seconds: { type: 'string' },
     connections: { type: 'string' },
     workloads: { type: 'string' },
+    workers: { type: 'string' },
   },
 });
 
@@ -46,10 +49,13 @@ const SELECTED: Workload[] = (args.workloads ?? WORKLOADS.join(',')).split(',').
   if (!(WORKLOADS as readonly string[]).includes(name)) throw new Error(`--workloads: unknown "${name}" (known: ${WORKLOADS.join(', ')})`);
   return name as Workload;
 });
+/** Gateways measured: one per worker count (WORKERS), all started at the beginning. */
+const WORKER_COUNTS = (args.workers ?? '1,2').split(',').map((c) => positiveInt('workers', c.trim()));
 const WARMUP_SECONDS = 1;
 const CELL_TIMEOUT_MS = (SECONDS + 30) * 1_000;
-// Cells: per workload a warm-up on 3 targets and 3 measured runs per connection count; plus starts.
-const OVERALL_TIMEOUT_MS = SELECTED.length * (3 * (WARMUP_SECONDS + 30) + CONNECTIONS.length * 3 * (SECONDS + 30)) * 1_000 + 120_000;
+// Cells: per workload a warm-up on every target and one measured run per target and connection count.
+const TARGETS = WORKER_COUNTS.length + 3;
+const OVERALL_TIMEOUT_MS = SELECTED.length * TARGETS * (WARMUP_SECONDS + 30 + CONNECTIONS.length * (SECONDS + 30)) * 1_000 + 120_000;
 
 // ---- request bodies ----------------------------------------------------------------------------------
 
@@ -71,6 +77,19 @@ const TXN_BODY = JSON.stringify({
   compare: [{ key: b64(CAS_KEY), target: 'VALUE', result: 'EQUAL', value: b64(CAS_VALUE) }],
   success: [{ request_put: { key: b64(CAS_KEY), value: b64(CAS_VALUE) } }],
 });
+
+// Access control is on while measuring: every request carries a bearer token the gateway checks
+// (SHA-256, constant-time compare) and every key is checked against the client's grants.
+const BENCH_TOKEN = 'bench-token';
+const AUTH = { authorization: `Bearer ${BENCH_TOKEN}` };
+const ACCESS_YAML = [
+  'clients:',
+  '  - name: bench',
+  `    token_sha256: ${createHash('sha256').update(BENCH_TOKEN).digest('hex')}`,
+  '    grants:',
+  '      - { prefix: "bench/", rights: [read, write] }',
+  '',
+].join('\n');
 
 let putCounter = 0;
 const nextPutBody = (): string => PUT_BODIES[putCounter++ % PUT_KEYS];
@@ -107,8 +126,25 @@ function httpRequests(w: Workload): Req[] {
   }
 }
 
-// The same operations as gRPC calls (proto-loader: bytes as Buffers, enums as strings).
-type Call = (c: EtcdClient) => Promise<unknown>;
+// The same operations as gRPC calls (proto-loader: bytes as Buffers, enums as strings), made either by
+// the etcd3 package's own generated clients (grpc-js) or by the gateway's EtcdClient (its lean HTTP/2
+// transport), both in this process.
+type Unary = (service: 'KV', method: string, request: unknown, opts: { idempotent: boolean }) => Promise<unknown>;
+interface Caller {
+  unary: Unary;
+}
+type Call = (c: Caller) => Promise<unknown>;
+
+/** The etcd3 package's KV client, called directly (no pool retries: its raw service client). */
+function etcd3Caller(client: Etcd3): Caller {
+  const kv = client.kv;
+  const methods: Record<string, (req: never) => Promise<unknown>> = {
+    Range: (r) => kv.range(r),
+    Put: (r) => kv.put(r),
+    Txn: (r) => kv.txn(r),
+  };
+  return { unary: (_service, method, request) => methods[method](request as never) };
+}
 const grpcRange1: Call = (c) => c.unary('KV', 'Range', { key: Buffer.from(ONE_KEY) }, { idempotent: true });
 const grpcRange100: Call = (c) => c.unary('KV', 'Range', { key: Buffer.from(PREFIX), range_end: Buffer.from(PREFIX_END) }, { idempotent: true });
 let grpcPutCounter = 0;
@@ -152,7 +188,8 @@ interface ProcSample {
   rssBytes: number;
 }
 
-const CLK_TCK = 100; // Linux USER_HZ: 100 on every mainstream architecture.
+const CLK_TCK = 100;
+const RSS_TIMELINE_MS = 10_000; // Linux USER_HZ: 100 on every mainstream architecture.
 
 async function procSample(pid: number): Promise<ProcSample> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
@@ -164,22 +201,41 @@ async function procSample(pid: number): Promise<ProcSample> {
   return { cpuMs, rssBytes };
 }
 
-/** Runs `fn`, and reports the CPU time `pids` used meanwhile and their peak RSS (sampled every 100 ms). */
-async function withProcStats<T>(pids: number[], fn: () => Promise<T>): Promise<{ result: T; cpuMs: number[]; peakRss: number[] }> {
-  const before = await Promise.all(pids.map(procSample));
+/** A process and its children (a gateway's cluster workers): CPU time and RSS summed. */
+async function treeSample(pid: number): Promise<ProcSample> {
+  const children = await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '');
+  const pids = [pid, ...children.split(' ').filter(Boolean).map(Number)];
+  const samples = await Promise.all(pids.map((p) => procSample(p).catch(() => ({ cpuMs: 0, rssBytes: 0 }))));
+  return samples.reduce((a, b) => ({ cpuMs: a.cpuMs + b.cpuMs, rssBytes: a.rssBytes + b.rssBytes }));
+}
+
+/** Runs `fn`, and reports the CPU time the process trees of `pids` used meanwhile and their peak RSS
+ *  (sampled every 100 ms). */
+async function withProcStats<T>(
+  pids: number[],
+  fn: () => Promise<T>,
+): Promise<{ result: T; cpuMs: number[]; peakRss: number[]; rssTimeline: number[] }> {
+  const before = await Promise.all(pids.map(treeSample));
   const peakRss = before.map((s) => s.rssBytes);
+  /** RSS of the first process tree every RSS_TIMELINE_MS, for the memory-over-time line of long runs. */
+  const rssTimeline: number[] = [];
+  let ticks = 0;
   const timer = setInterval(() => {
+    const tick = ticks++;
     pids.forEach((pid, i) => {
-      procSample(pid)
-        .then((s) => (peakRss[i] = Math.max(peakRss[i], s.rssBytes)))
+      treeSample(pid)
+        .then((s) => {
+          peakRss[i] = Math.max(peakRss[i], s.rssBytes);
+          if (i === 0 && tick % (RSS_TIMELINE_MS / 100) === 0) rssTimeline.push(s.rssBytes);
+        })
         .catch(() => undefined);
     });
   }, 100);
   try {
     const result = await fn();
-    const after = await Promise.all(pids.map(procSample));
+    const after = await Promise.all(pids.map(treeSample));
     after.forEach((s, i) => (peakRss[i] = Math.max(peakRss[i], s.rssBytes)));
-    return { result, cpuMs: after.map((s, i) => s.cpuMs - before[i].cpuMs), peakRss };
+    return { result, cpuMs: after.map((s, i) => s.cpuMs - before[i].cpuMs), peakRss, rssTimeline };
   } finally {
     clearInterval(timer);
   }
@@ -198,7 +254,7 @@ function withTimeout<T>(what: string, p: Promise<T>, ms: number, onTimeout?: () 
   ]).finally(() => clearTimeout(timer));
 }
 
-async function runHttp(baseUrl: string, w: Workload, connections: number, seconds: number): Promise<Run> {
+async function runHttp(baseUrl: string, w: Workload, connections: number, seconds: number, headers: Record<string, string> = {}): Promise<Run> {
   const hist = new LatencyHistogram();
   let instance: autocannon.Instance | undefined;
   const done = new Promise<autocannon.Result>((resolve, reject) => {
@@ -209,7 +265,7 @@ async function runHttp(baseUrl: string, w: Workload, connections: number, second
         pipelining: 1,
         duration: seconds,
         timeout: 10,
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', ...headers },
         requests: httpRequests(w),
       },
       (err, result) => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve(result)),
@@ -221,7 +277,7 @@ async function runHttp(baseUrl: string, w: Workload, connections: number, second
   return { requests: r['2xx'], bad: r.non2xx + r.errors, seconds: r.duration, hist };
 }
 
-async function runGrpc(client: EtcdClient, w: Workload, concurrency: number, seconds: number): Promise<Run> {
+async function runGrpc(client: Caller, w: Workload, concurrency: number, seconds: number): Promise<Run> {
   const hist = new LatencyHistogram();
   const calls = grpcCalls(w);
   let ok = 0;
@@ -250,14 +306,23 @@ interface Gateway {
   child: ChildProcess;
   pid: number;
   url: string;
+  workers: number;
   stop(): Promise<void>;
 }
 
-async function startGateway(etcdUrl: string): Promise<Gateway> {
+async function startGateway(etcdUrl: string, workers: number, accessFile: string): Promise<Gateway> {
   const port = await freePort();
   const main = path.join(__dirname, '..', 'src', 'main.js');
   const child = spawn(process.execPath, [main], {
-    env: { ...process.env, ETCD_ENDPOINTS: etcdUrl, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn' },
+    env: {
+      ...process.env,
+      ETCD_ENDPOINTS: etcdUrl,
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      LOG_LEVEL: 'warn',
+      WORKERS: String(workers),
+      ACCESS_FILE: accessFile,
+    },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -272,10 +337,10 @@ async function startGateway(etcdUrl: string): Promise<Gateway> {
   const deadline = Date.now() + 20_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`gateway exited with code ${child.exitCode} during start`);
-    const ok = await fetch(`${url}/v3/kv/range`, { method: 'POST', body: RANGE1_BODY, signal: AbortSignal.timeout(1_000) })
+    const ok = await fetch(`${url}/v3/kv/range`, { method: 'POST', body: RANGE1_BODY, headers: AUTH, signal: AbortSignal.timeout(1_000) })
       .then((r) => r.ok)
       .catch(() => false);
-    if (ok && child.pid !== undefined) return { child, pid: child.pid, url, stop };
+    if (ok && child.pid !== undefined) return { child, pid: child.pid, url, workers, stop };
     await sleep(100);
   }
   await stop();
@@ -283,9 +348,9 @@ async function startGateway(etcdUrl: string): Promise<Gateway> {
 }
 
 /** One request of each kind through a gateway: 200, and the transaction took its success branch. */
-async function checkGateway(name: string, url: string): Promise<void> {
+async function checkGateway(name: string, url: string, headers: Record<string, string>): Promise<void> {
   const post = async (p: string, body: string): Promise<Record<string, unknown>> => {
-    const r = await fetch(`${url}${p}`, { method: 'POST', body, headers: { 'content-type': 'application/json' }, signal: AbortSignal.timeout(5_000) });
+    const r = await fetch(`${url}${p}`, { method: 'POST', body, headers: { 'content-type': 'application/json', ...headers }, signal: AbortSignal.timeout(5_000) });
     if (!r.ok) throw new Error(`${name} ${p}: HTTP ${r.status} ${await r.text()}`);
     return (await r.json()) as Record<string, unknown>;
   };
@@ -296,92 +361,118 @@ async function checkGateway(name: string, url: string): Promise<void> {
   await post('/v3/kv/put', PUT_BODIES[0]);
   const txn = await post('/v3/kv/txn', TXN_BODY);
   if (txn.succeeded !== true) throw new Error(`${name}: compare-and-swap did not succeed: ${JSON.stringify(txn)}`);
+  if (name === 'this gateway') {
+    const refused = await fetch(`${url}/v3/kv/range`, { method: 'POST', body: JSON.stringify({ key: b64('other') }), headers, signal: AbortSignal.timeout(5_000) });
+    if (refused.status !== 403) throw new Error(`${name}: access control is not on (a key outside bench/ gave HTTP ${refused.status})`);
+  }
 }
 
 // ---- report --------------------------------------------------------------------------------------------
 
+interface Ours {
+  workers: number;
+  run: Run;
+  /** CPU ms per 1,000 requests: the gateway's processes, and etcd meanwhile. */
+  cpu: number;
+  etcdCpu: number;
+  rssMiB: number;
+  rssTimeline: number[];
+}
+
 interface Cell {
   workload: Workload;
   connections: number;
-  ours: Run;
+  ours: Ours[];
   theirs: Run;
-  grpc: Run;
-  /** CPU ms per 1,000 requests: our gateway process, etcd during our run, etcd during its gateway's run. */
-  oursCpu: number;
-  oursEtcdCpu: number;
+  /** The etcd3 package's client, and the gateway's EtcdClient, from this process. */
+  etcd3: Run;
+  h2: Run;
   theirsEtcdCpu: number;
-  oursRssMiB: number;
-  theirsRssMiB: number;
 }
 
 const rate = (r: Run): number => (r.seconds > 0 ? r.requests / r.seconds : 0);
 const fmtInt = (v: number): string => Math.round(v).toLocaleString('en-US');
 const fmtMs = (v: number): string => (Number.isFinite(v) ? (v < 10 ? v.toFixed(2) : v < 100 ? v.toFixed(1) : v.toFixed(0)) : 'n/a');
 const perK = (cpuMs: number, requests: number): number => (requests > 0 ? (cpuMs / requests) * 1_000 : NaN);
+const ratio = (a: number, b: number): string => (b > 0 ? `${(a / b).toFixed(2)}×` : 'n/a');
+
+function columns(header: string[], rows: string[][]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (r: string[]): string => r.map((v, i) => (i < 3 ? v.padEnd(widths[i]) : v.padStart(widths[i]))).join('  ');
+  return [line(header), ...rows.map(line)];
+}
+
+/** Runs of a minute or more: the gateway's RSS every 10 s, and whether it grew after warm-up (the mean
+ *  of the last third against the mean of the second third, over 10 % is growth). */
+function memoryLines(cells: Cell[]): string[] {
+  if (SECONDS < 60) return [];
+  const out = ['', `Gateway memory over time (RSS MiB every ${RSS_TIMELINE_MS / 1000} s; flat: last third within 10 % of the second third):`];
+  for (const c of cells) {
+    for (const o of c.ours) {
+      const t = o.rssTimeline.map((b) => b / 2 ** 20);
+      const third = Math.floor(t.length / 3);
+      const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(xs.length, 1);
+      const growth = third > 0 ? mean(t.slice(2 * third)) / mean(t.slice(third, 2 * third)) - 1 : NaN;
+      const verdict = Number.isFinite(growth) ? `${growth >= 0 ? '+' : ''}${(growth * 100).toFixed(1)} % -> ${growth <= 0.1 ? 'flat' : 'GROWING'}` : 'too short';
+      out.push(`${c.workload} ×${c.connections}, ${o.workers} workers: ${t.map((v) => v.toFixed(0)).join(' ')}  (${verdict})`);
+    }
+  }
+  return out;
+}
 
 function table(cells: Cell[], etcdVersion: string): string {
-  const header = [
-    'workload',
-    'conns',
-    'ours req/s',
-    'p50',
-    'p99',
-    'etcd-gw req/s',
-    'p50',
-    'p99',
-    'ours/etcd',
-    'gw CPU ms/1k',
-    'gw RSS MiB',
-    'gRPC req/s',
-    'ours/gRPC',
-  ];
-  const rows = cells.map((c) => [
-    c.workload,
-    String(c.connections),
-    fmtInt(rate(c.ours)),
-    fmtMs(c.ours.hist.percentile(0.5)),
-    fmtMs(c.ours.hist.percentile(0.99)),
-    fmtInt(rate(c.theirs)),
-    fmtMs(c.theirs.hist.percentile(0.5)),
-    fmtMs(c.theirs.hist.percentile(0.99)),
-    rate(c.theirs) > 0 ? `${(rate(c.ours) / rate(c.theirs)).toFixed(2)}×` : 'n/a',
-    fmtMs(c.oursCpu),
-    c.oursRssMiB.toFixed(0),
-    fmtInt(rate(c.grpc)),
-    rate(c.grpc) > 0 ? `${((rate(c.ours) / rate(c.grpc)) * 100).toFixed(0)} %` : 'n/a',
-  ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (r: string[]): string => r.map((v, i) => (i < 2 ? v.padEnd(widths[i]) : v.padStart(widths[i]))).join('  ');
+  const rows = cells.flatMap((c) =>
+    c.ours.map((o) => [
+      c.workload,
+      String(c.connections),
+      String(o.workers),
+      fmtInt(rate(o.run)),
+      fmtMs(o.run.hist.percentile(0.5)),
+      fmtMs(o.run.hist.percentile(0.99)),
+      fmtInt(rate(c.theirs)),
+      fmtMs(c.theirs.hist.percentile(0.5)),
+      fmtMs(c.theirs.hist.percentile(0.99)),
+      ratio(rate(o.run), rate(c.theirs)),
+      ratio(o.run.hist.percentile(0.99), c.theirs.hist.percentile(0.99)),
+      fmtMs(o.cpu),
+      o.rssMiB.toFixed(0),
+    ]),
+  );
+  const cpuRows = cells.flatMap((c) =>
+    c.ours.map((o) => [c.workload, String(c.connections), String(o.workers), fmtMs(o.cpu), fmtMs(o.etcdCpu), fmtMs(o.cpu + o.etcdCpu), fmtMs(c.theirsEtcdCpu)]),
+  );
+  const ceilingRows = cells.map((c) => {
+    const best = Math.max(...c.ours.map((o) => rate(o.run)));
+    return [c.workload, String(c.connections), '', fmtInt(rate(c.etcd3)), fmtInt(rate(c.h2)), `${((best / Math.max(rate(c.etcd3), 1)) * 100).toFixed(0)} %`];
+  });
   const cpus = os.cpus();
-  const errors = cells.filter((c) => c.ours.bad + c.theirs.bad + c.grpc.bad > 0);
-  const etcdRows = cells.map((c) => [
-    c.workload,
-    String(c.connections),
-    fmtMs(c.oursEtcdCpu),
-    fmtMs(c.oursCpu + c.oursEtcdCpu),
-    fmtMs(c.theirsEtcdCpu),
-    c.theirsRssMiB.toFixed(0),
-  ]);
-  const etcdHeader = ['workload', 'conns', 'etcd CPU ms/1k (ours)', 'gw+etcd CPU ms/1k (ours)', 'etcd CPU ms/1k (etcd-gw)', 'etcd RSS MiB (etcd-gw)'];
-  const ew = etcdHeader.map((h, i) => Math.max(h.length, ...etcdRows.map((r) => r[i].length)));
-  const eline = (r: string[]): string => r.map((v, i) => (i < 2 ? v.padEnd(ew[i]) : v.padStart(ew[i]))).join('  ');
+  const errors = cells.filter((c) => c.ours.some((o) => o.run.bad > 0) || c.theirs.bad + c.etcd3.bad + c.h2.bad > 0);
   return [
     `machine: ${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM; node ${process.version}, etcd ${etcdVersion}`,
-    `run: ${SECONDS} s per cell after ${WARMUP_SECONDS} s warm-up per workload and target; autocannon pipelining 1; latencies in ms`,
+    `run: ${SECONDS} s per cell after ${WARMUP_SECONDS} s warm-up per workload and target; autocannon pipelining 1; latencies in ms;`,
+    '  this gateway with access control (bearer token, key grants), validation and metrics on, LOG_LEVEL=warn',
     '',
-    line(header),
-    ...rows.map(line),
+    ...columns(
+      ['workload', 'conns', 'workers', 'ours req/s', 'p50', 'p99', 'etcd-gw req/s', 'p50', 'p99', 'ours/etcd', 'p99 ours/etcd', 'gw CPU ms/1k', 'gw RSS MiB'],
+      rows,
+    ),
     '',
-    'CPU per 1,000 requests (ms), all on the same requests (CPU time from /proc; etcd-gw runs inside etcd):',
-    eline(etcdHeader),
-    ...etcdRows.map(eline),
+    'CPU per 1,000 requests (ms), from /proc (the gateway: all its processes; etcd-gw runs inside etcd):',
+    ...columns(['workload', 'conns', 'workers', 'gateway', 'etcd (ours)', 'gateway+etcd', 'etcd with its gateway'], cpuRows),
     '',
-    'ours: this gateway (child process), etcd-gw: etcd\'s own gateway (<etcd>/v3/...), gRPC: the etcd3 client\'s raw calls',
-    '  (EtcdClient.unary, in the load process) with as many concurrent loops as connections: the ceiling ours can reach.',
-    'gw CPU ms/1k: user+system CPU of the gateway process per 1,000 requests; gw RSS MiB: its peak RSS during the cell.',
+    'Ceiling: the same calls made from Node directly, as many concurrent loops as connections:',
+    ...columns(['workload', 'conns', '', 'etcd3 client req/s', 'EtcdClient (h2) req/s', 'best ours / etcd3'], ceilingRows),
+    '',
+    "ours: this gateway (a child process; WORKERS as in 'workers'), etcd-gw: etcd's own gateway (<etcd>/v3/...).",
+    "etcd3 client: the etcd3 package's KV service client (grpc-js); EtcdClient (h2): the gateway's own transport.",
+    'gw CPU ms/1k: user+system CPU of the gateway processes per 1,000 requests; gw RSS MiB: their peak RSS.',
     'mixed: each connection loops over 7 range1, 2 put, 1 txn (70/20/10 %). txn: compare VALUE of one key, then put it.',
+    ...memoryLines(cells),
     ...(errors.length
-      ? errors.map((c) => `errors: ${c.workload} ×${c.connections}: ours ${c.ours.bad}, etcd-gw ${c.theirs.bad}, gRPC ${c.grpc.bad} (non-2xx / connection errors)`)
+      ? errors.map(
+          (c) =>
+            `errors: ${c.workload} ×${c.connections}: ours ${c.ours.map((o) => `${o.run.bad} (${o.workers} workers)`).join(', ')}, etcd-gw ${c.theirs.bad}, etcd3 ${c.etcd3.bad}, h2 ${c.h2.bad}`,
+        )
       : ['errors: none (every answer was 2xx)']),
   ].join('\n');
 }
@@ -393,11 +484,12 @@ async function main(): Promise<void> {
   if (!bin) throw new Error('no etcd binary: set ETCD_BIN or put etcd on PATH');
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'etcd-bench-kv-'));
   let etcd: EtcdProcess | undefined;
-  let gateway: Gateway | undefined;
+  const gateways: Gateway[] = [];
   let client: EtcdClient | undefined;
+  let etcd3: Etcd3 | undefined;
   const overall = setTimeout(() => {
     log(`timed out after ${OVERALL_TIMEOUT_MS / 1000} s; stopping`);
-    gateway?.child.kill('SIGKILL');
+    for (const g of gateways) g.child.kill('SIGKILL');
     etcd?.kill('SIGKILL');
     process.exit(2);
   }, OVERALL_TIMEOUT_MS);
@@ -409,6 +501,8 @@ async function main(): Promise<void> {
     if (etcdPid === undefined) throw new Error('etcd has no pid');
     const version = ((await (await fetch(`${etcd.clientUrl}/version`, { signal: AbortSignal.timeout(5_000) })).json()) as { etcdserver: string }).etcdserver;
     client = new EtcdClient({ endpoints: [etcd.clientUrl], requestTimeoutMs: 10_000 });
+    etcd3 = new Etcd3({ hosts: [etcd.clientUrl] });
+    const callers: { etcd3: Caller; h2: Caller } = { etcd3: etcd3Caller(etcd3), h2: client };
 
     log('seeding');
     await client.unary('KV', 'Put', { key: Buffer.from(ONE_KEY), value: Buffer.from(SMALL_VALUE) }, { idempotent: false });
@@ -417,46 +511,62 @@ async function main(): Promise<void> {
       await client.unary('KV', 'Put', { key: Buffer.from(`${PREFIX}${String(i).padStart(3, '0')}`), value: Buffer.from(SMALL_VALUE) }, { idempotent: false });
     }
 
-    log('starting the gateway (node dist/src/main.js)');
-    gateway = await startGateway(etcd.clientUrl);
-    const gw = gateway;
+    const accessFile = path.join(dataDir, 'access.yaml');
+    await writeFile(accessFile, ACCESS_YAML);
+    for (const workers of WORKER_COUNTS) {
+      log(`starting the gateway (node dist/src/main.js, WORKERS=${workers})`);
+      const g = await startGateway(etcd.clientUrl, workers, accessFile);
+      gateways.push(g);
+      await checkGateway('this gateway', g.url, AUTH);
+    }
     const etcdGw = etcd.clientUrl;
-    await checkGateway('this gateway', gw.url);
-    await checkGateway('etcd gateway', etcdGw);
+    await checkGateway('etcd gateway', etcdGw, {});
 
     const cells: Cell[] = [];
     for (const w of SELECTED) {
       log(`${w}: warm-up (${WARMUP_SECONDS} s per target)`);
-      await runHttp(gw.url, w, 16, WARMUP_SECONDS);
+      for (const g of gateways) await runHttp(g.url, w, 16, WARMUP_SECONDS, AUTH);
       await runHttp(etcdGw, w, 16, WARMUP_SECONDS);
-      await runGrpc(client, w, 16, WARMUP_SECONDS);
+      await runGrpc(callers.etcd3, w, 16, WARMUP_SECONDS);
+      await runGrpc(callers.h2, w, 16, WARMUP_SECONDS);
       for (const conns of CONNECTIONS) {
-        const c = client;
-        log(`${w} ×${conns}: this gateway, etcd gateway, gRPC (${SECONDS} s each)`);
-        const ours = await withProcStats([gw.pid, etcdPid], () => runHttp(gw.url, w, conns, SECONDS));
+        log(`${w} ×${conns}: this gateway (${WORKER_COUNTS.join(', ')} workers), etcd gateway, gRPC (${SECONDS} s each)`);
+        const ours: Ours[] = [];
+        for (const g of gateways) {
+          const measured = await withProcStats([g.pid, etcdPid], () => runHttp(g.url, w, conns, SECONDS, AUTH));
+          const n = measured.result.requests + measured.result.bad;
+          ours.push({
+            workers: g.workers,
+            run: measured.result,
+            cpu: perK(measured.cpuMs[0], n),
+            etcdCpu: perK(measured.cpuMs[1], n),
+            rssMiB: measured.peakRss[0] / 2 ** 20,
+            rssTimeline: measured.rssTimeline,
+          });
+        }
         const theirs = await withProcStats([etcdPid], () => runHttp(etcdGw, w, conns, SECONDS));
-        const grpc = await withTimeout('gRPC', runGrpc(c, w, conns, SECONDS), CELL_TIMEOUT_MS);
-        const n = ours.result.requests + ours.result.bad;
-        const m = theirs.result.requests + theirs.result.bad;
+        const viaEtcd3 = await withTimeout('gRPC', runGrpc(callers.etcd3, w, conns, SECONDS), CELL_TIMEOUT_MS);
+        const viaH2 = await withTimeout('gRPC', runGrpc(callers.h2, w, conns, SECONDS), CELL_TIMEOUT_MS);
         cells.push({
           workload: w,
           connections: conns,
-          ours: ours.result,
+          ours,
           theirs: theirs.result,
-          grpc,
-          oursCpu: perK(ours.cpuMs[0], n),
-          oursEtcdCpu: perK(ours.cpuMs[1], n),
-          theirsEtcdCpu: perK(theirs.cpuMs[0], m),
-          oursRssMiB: ours.peakRss[0] / 2 ** 20,
-          theirsRssMiB: theirs.peakRss[0] / 2 ** 20,
+          etcd3: viaEtcd3,
+          h2: viaH2,
+          theirsEtcdCpu: perK(theirs.cpuMs[0], theirs.result.requests + theirs.result.bad),
         });
-        log(`  ours ${fmtInt(rate(ours.result))}/s, etcd gateway ${fmtInt(rate(theirs.result))}/s, gRPC ${fmtInt(rate(grpc))}/s`);
+        log(
+          `  ours ${ours.map((o) => `${fmtInt(rate(o.run))}/s (${o.workers}w)`).join(', ')}, etcd gateway ${fmtInt(rate(theirs.result))}/s, ` +
+            `etcd3 ${fmtInt(rate(viaEtcd3))}/s, h2 ${fmtInt(rate(viaH2))}/s`,
+        );
       }
     }
     process.stdout.write(`${table(cells, version)}\n`);
   } finally {
     client?.close();
-    await gateway?.stop();
+    etcd3?.close();
+    for (const g of gateways) await g.stop();
     await etcd?.stop();
     await rm(dataDir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
     clearTimeout(overall);

@@ -11,6 +11,8 @@ export interface Config {
   etcdPassword: string;
   host: string;
   port: number;
+  /** Gateway processes sharing the port (node cluster); 1: no cluster. */
+  workers: number;
   requestTimeoutMs: number;
   lockWaitMs: number;
   shutdownGraceMs: number;
@@ -57,6 +59,7 @@ const SETTINGS = {
   etcdPassword: { flag: 'etcd-password', env: 'ETCD_PASSWORD', default: '', help: 'its password (prefer the variable: flags show in ps)' },
   host: { flag: 'host', env: 'HOST', default: '127.0.0.1', help: 'address to listen on' },
   port: { flag: 'port', env: 'PORT', default: '8080', help: 'port to listen on (0: any free port)' },
+  workers: { flag: 'workers', env: 'WORKERS', default: '1', help: 'gateway processes sharing the port (node cluster); 1: a single process' },
   requestTimeoutMs: { flag: 'request-timeout-ms', env: 'REQUEST_TIMEOUT_MS', default: '5000', help: 'deadline of each request to etcd, in milliseconds' },
   lockWaitMs: { flag: 'lock-wait-ms', env: 'LOCK_WAIT_MS', default: '60000', help: 'longest wait of a lock or an election campaign' },
   corsOrigins: { flag: 'cors-origins', env: 'CORS_ORIGINS', default: '', help: 'comma-separated origins allowed from browsers (https://app.example.com, or *); unset: CORS off' },
@@ -157,6 +160,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | 'he
     etcdPassword: get(SETTINGS.etcdPassword),
     host: get(SETTINGS.host),
     port: integer('PORT', get(SETTINGS.port), 0, 65535),
+    workers: integer('WORKERS', get(SETTINGS.workers), 1, 64),
     requestTimeoutMs: integer('REQUEST_TIMEOUT_MS', get(SETTINGS.requestTimeoutMs), 1, 600_000),
     lockWaitMs: integer('LOCK_WAIT_MS', get(SETTINGS.lockWaitMs), 1, 86_400_000),
     corsOrigins: originList(get(SETTINGS.corsOrigins)),

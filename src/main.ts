@@ -12,6 +12,7 @@ import { ConfigError, loadConfig, usage, type Config } from './config';
 import { buildGateway } from './app';
 import { AccessPolicy } from './security/access';
 import { EtcdClient, type EtcdTlsOptions } from './etcd/client';
+import { isWorker, runPrimary, workerMetrics } from './workers';
 import { ensureEtcdBinary, EtcdMissingError, startEmbeddedEtcd, type EtcdProcess } from './etcd/process';
 
 /** A PEM file named by a setting; unreadable or not PEM: a ConfigError naming the setting and the path. */
@@ -118,7 +119,8 @@ async function main(): Promise<void> {
 
   let embedded: EtcdProcess | undefined;
   let endpoints = config.endpoints;
-  if (endpoints.length === 0) {
+  // Workers get the endpoints (the embedded etcd's too) from the primary, in ETCD_ENDPOINTS.
+  if (endpoints.length === 0 && !isWorker()) {
     let bin: string;
     try {
       bin = await ensureEtcdBinary({ install: true, log: (msg) => log.info(msg) });
@@ -132,6 +134,40 @@ async function main(): Promise<void> {
     const dataDir = path.resolve(config.dataDir);
     embedded = await startEmbeddedEtcd({ bin, dataDir, log: (msg) => log.info(msg) });
     endpoints = [embedded.clientUrl];
+  }
+
+  const banner = (base: string): void => {
+    process.stdout.write(
+      [
+        `etcd JSON gateway listening on ${base}`,
+        `  API:        ${base}/v3/  (also /v3beta/ and /v3alpha/)`,
+        `  Swagger UI: ${base}/docs/`,
+        `  etcd:       ${endpoints.join(', ')}${embedded ? ` (embedded, data in ${embedded.dataDir})` : ''}`,
+        ...(config.workers > 1 ? [`  workers:    ${config.workers}`] : []),
+        '',
+      ].join('\n'),
+    );
+  };
+  const baseUrl = (port: number): string =>
+    `${tlsSettings.server ? 'https' : 'http'}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+
+  if (config.workers > 1 && !isWorker()) {
+    const cfg = config;
+    runPrimary({
+      workers: config.workers,
+      env: { ETCD_ENDPOINTS: endpoints.join(',') },
+      shutdownGraceMs: config.shutdownGraceMs,
+      log,
+      onListening(port) {
+        log.info({ api: `${baseUrl(port)}/v3/`, etcd: endpoints, embedded: Boolean(embedded), workers: cfg.workers }, 'gateway listening');
+        banner(baseUrl(port));
+      },
+      async onStopped(code) {
+        await embedded?.stop();
+        process.exit(code);
+      },
+    });
+    return;
   }
 
   const etcd = new EtcdClient({
@@ -153,8 +189,10 @@ async function main(): Promise<void> {
       process.stderr.write(`ACCESS_FILE ${config.accessFile}: ${(e as Error).message}\n`);
       process.exit(2);
     }
-    process.on('SIGHUP', () => access?.reload());
   }
+  // SIGHUP reloads the access file; without one it does nothing (rather than stop the gateway, and in
+  // a cluster the primary passes it on to every worker).
+  process.on('SIGHUP', () => access?.reload());
   const gateway = buildGateway({
     etcd,
     logger: log,
@@ -166,6 +204,7 @@ async function main(): Promise<void> {
     rateLimit: { rate: config.rateLimit, burst: config.rateLimitBurst || 2 * config.rateLimit },
     streams: config,
   });
+  if (isWorker()) gateway.metrics.aggregate = workerMetrics(gateway.metrics.registry);
   const tlsServer = tlsSettings.server;
   const serverOptions = { maxHeaderSize: config.maxHeaderBytes };
   const server = tlsServer ? https.createServer({ ...tlsServer, ...serverOptions }, gateway.handler) : http.createServer(serverOptions, gateway.handler);
@@ -182,18 +221,12 @@ async function main(): Promise<void> {
   });
   const addr = server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.port;
-  const base = `${tlsServer ? 'https' : 'http'}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+  const base = baseUrl(port);
   const clientCerts = tlsServer?.requestCert ? 'required' : 'no';
-  log.info({ api: `${base}/v3/`, docs: `${base}/docs/`, etcd: endpoints, embedded: Boolean(embedded), clientCerts }, 'gateway listening');
-  process.stdout.write(
-    [
-      `etcd JSON gateway listening on ${base}`,
-      `  API:        ${base}/v3/  (also /v3beta/ and /v3alpha/)`,
-      `  Swagger UI: ${base}/docs/`,
-      `  etcd:       ${endpoints.join(', ')}${embedded ? ` (embedded, data in ${embedded.dataDir})` : ''}`,
-      '',
-    ].join('\n'),
-  );
+  if (!isWorker()) {
+    log.info({ api: `${base}/v3/`, docs: `${base}/docs/`, etcd: endpoints, embedded: Boolean(embedded), clientCerts }, 'gateway listening');
+    banner(base);
+  }
 
   let stopping = false;
   // Stop accepting, end streams (WebSockets with 1001), let requests in flight finish within the
@@ -220,6 +253,8 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  // A worker whose primary is gone stops too.
+  if (isWorker()) process.on('disconnect', () => stop('primary process gone'));
 }
 
 main().catch((e: unknown) => {

@@ -13,6 +13,7 @@ describe('config', () => {
       etcdPassword: '',
       host: '127.0.0.1',
       port: 8080,
+      workers: 1,
       requestTimeoutMs: 5000,
       lockWaitMs: 60000,
       shutdownGraceMs: 10000,

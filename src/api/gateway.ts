@@ -49,7 +49,13 @@ export function gatewayHandlers(etcd: EtcdClient, hub: WatchHub, metrics: Metric
       else sendJson(res, 503, { ready: false, reason });
     },
     async Gateway_Metrics(_req, res) {
-      const text = await metrics.registry.metrics();
+      let text: string;
+      try {
+        text = await metrics.text();
+      } catch (err) {
+        sendJson(res, 503, { error: (err as Error).message, message: (err as Error).message, code: 14 });
+        return;
+      }
       res.writeHead(200, { 'Content-Type': metrics.registry.contentType });
       res.end(text);
     },

@@ -45,6 +45,14 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Set in a cluster worker: the metrics of every worker, gathered by the primary process. */
+  aggregate?: () => Promise<string>;
+
+  /** The Prometheus text of this gateway (of all its workers when there are several). */
+  text(): Promise<string> {
+    return this.aggregate ? this.aggregate() : this.registry.metrics();
+  }
+
   /** Labelled children by route/method/status: prom-client hashes a label object on every call. */
   private readonly requestChildren = new Map<string, { count: { inc(): void }; duration: { observe(v: number): void } }>();
 
