@@ -9,19 +9,18 @@
 // against this gateway, then etcd's gateway, then gRPC directly, one after the other; each workload is
 // warmed up for 1 s on every target first (unmeasured). Every wait is bounded in time.
 
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { EtcdClient } from '../src/etcd/client';
-import { findEtcdBinary, freePort, startEtcd, type EtcdProcess } from '../src/etcd/process';
+import { findEtcdBinary, startEtcd, type EtcdProcess } from '../src/etcd/process';
 import { LatencyHistogram } from './histogram';
+import { makeLog, procSample, startGatewayProcess, withTimeout, type GatewayProcess } from './setup';
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-const log = (msg: string): void => void process.stderr.write(`[bench] ${msg}\n`);
+const log = makeLog('bench');
 
 const WORKLOADS = ['range1', 'range100', 'put', 'txn', 'mixed'] as const;
 type Workload = (typeof WORKLOADS)[number];
@@ -146,24 +145,6 @@ interface Run {
   hist: LatencyHistogram;
 }
 
-interface ProcSample {
-  /** utime + stime, ms. */
-  cpuMs: number;
-  rssBytes: number;
-}
-
-const CLK_TCK = 100; // Linux USER_HZ: 100 on every mainstream architecture.
-
-async function procSample(pid: number): Promise<ProcSample> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the parenthesised command name (which may hold spaces): state is field 3.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const cpuMs = ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK; // utime, stime: fields 14, 15
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const rssBytes = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? NaN) * 1024;
-  return { cpuMs, rssBytes };
-}
-
 /** Runs `fn`, and reports the CPU time `pids` used meanwhile and their peak RSS (sampled every 100 ms). */
 async function withProcStats<T>(pids: number[], fn: () => Promise<T>): Promise<{ result: T; cpuMs: number[]; peakRss: number[] }> {
   const before = await Promise.all(pids.map(procSample));
@@ -183,19 +164,6 @@ async function withProcStats<T>(pids: number[], fn: () => Promise<T>): Promise<{
   } finally {
     clearInterval(timer);
   }
-}
-
-function withTimeout<T>(what: string, p: Promise<T>, ms: number, onTimeout?: () => void): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p,
-    new Promise<T>((_, reject) => {
-      timer = setTimeout(() => {
-        onTimeout?.();
-        reject(new Error(`${what}: no result within ${ms} ms`));
-      }, ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }
 
 async function runHttp(baseUrl: string, w: Workload, connections: number, seconds: number): Promise<Run> {
@@ -246,40 +214,9 @@ async function runGrpc(client: EtcdClient, w: Workload, concurrency: number, sec
 
 // ---- processes -----------------------------------------------------------------------------------------
 
-interface Gateway {
-  child: ChildProcess;
-  pid: number;
-  url: string;
-  stop(): Promise<void>;
-}
-
-async function startGateway(etcdUrl: string): Promise<Gateway> {
-  const port = await freePort();
-  const main = path.join(__dirname, '..', 'src', 'main.js');
-  const child = spawn(process.execPath, [main], {
-    env: { ...process.env, ETCD_ENDPOINTS: etcdUrl, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const stop = async (): Promise<void> => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-    await exited;
-    clearTimeout(timer);
-  };
-  const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 20_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`gateway exited with code ${child.exitCode} during start`);
-    const ok = await fetch(`${url}/v3/kv/range`, { method: 'POST', body: RANGE1_BODY, signal: AbortSignal.timeout(1_000) })
-      .then((r) => r.ok)
-      .catch(() => false);
-    if (ok && child.pid !== undefined) return { child, pid: child.pid, url, stop };
-    await sleep(100);
-  }
-  await stop();
-  throw new Error('gateway did not answer within 20 s');
+/** This gateway as its own process (stderr to ours), listening once it says so. */
+function startGateway(etcdUrl: string): Promise<GatewayProcess> {
+  return startGatewayProcess({ etcdUrl });
 }
 
 /** One request of each kind through a gateway: 200, and the transaction took its success branch. */
@@ -393,7 +330,7 @@ async function main(): Promise<void> {
   if (!bin) throw new Error('no etcd binary: set ETCD_BIN or put etcd on PATH');
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'etcd-bench-kv-'));
   let etcd: EtcdProcess | undefined;
-  let gateway: Gateway | undefined;
+  let gateway: GatewayProcess | undefined;
   let client: EtcdClient | undefined;
   const overall = setTimeout(() => {
     log(`timed out after ${OVERALL_TIMEOUT_MS / 1000} s; stopping`);
