@@ -9,7 +9,6 @@
 // against this gateway, then etcd's gateway, then gRPC directly, one after the other; each workload is
 // warmed up for 1 s on every target first (unmeasured). Every wait is bounded in time.
 
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -19,11 +18,11 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { Etcd3 } from 'etcd3';
 import { EtcdClient } from '../src/etcd/client';
-import { findEtcdBinary, freePort, startEtcd, type EtcdProcess } from '../src/etcd/process';
+import { findEtcdBinary, startEtcd, type EtcdProcess } from '../src/etcd/process';
+import { makeLog, procSample, startGatewayProcess, withTimeout, type GatewayProcess, type ProcSample } from './setup';
 import { LatencyHistogram } from './histogram';
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-const log = (msg: string): void => void process.stderr.write(`[bench] ${msg}\n`);
+const log = makeLog('bench');
 
 const WORKLOADS = ['range1', 'range100', 'put', 'txn', 'mixed'] as const;
 type Workload = (typeof WORKLOADS)[number];
@@ -182,24 +181,7 @@ interface Run {
   hist: LatencyHistogram;
 }
 
-interface ProcSample {
-  /** utime + stime, ms. */
-  cpuMs: number;
-  rssBytes: number;
-}
-
-const CLK_TCK = 100;
 const RSS_TIMELINE_MS = 10_000; // Linux USER_HZ: 100 on every mainstream architecture.
-
-async function procSample(pid: number): Promise<ProcSample> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the parenthesised command name (which may hold spaces): state is field 3.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const cpuMs = ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK; // utime, stime: fields 14, 15
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const rssBytes = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? NaN) * 1024;
-  return { cpuMs, rssBytes };
-}
 
 /** A process and its children (a gateway's cluster workers): CPU time and RSS summed. */
 async function treeSample(pid: number): Promise<ProcSample> {
@@ -239,19 +221,6 @@ async function withProcStats<T>(
   } finally {
     clearInterval(timer);
   }
-}
-
-function withTimeout<T>(what: string, p: Promise<T>, ms: number, onTimeout?: () => void): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p,
-    new Promise<T>((_, reject) => {
-      timer = setTimeout(() => {
-        onTimeout?.();
-        reject(new Error(`${what}: no result within ${ms} ms`));
-      }, ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }
 
 async function runHttp(baseUrl: string, w: Workload, connections: number, seconds: number, headers: Record<string, string> = {}): Promise<Run> {
@@ -302,49 +271,13 @@ async function runGrpc(client: Caller, w: Workload, concurrency: number, seconds
 
 // ---- processes -----------------------------------------------------------------------------------------
 
-interface Gateway {
-  child: ChildProcess;
-  pid: number;
-  url: string;
+interface Gateway extends GatewayProcess {
   workers: number;
-  stop(): Promise<void>;
 }
 
 async function startGateway(etcdUrl: string, workers: number, accessFile: string): Promise<Gateway> {
-  const port = await freePort();
-  const main = path.join(__dirname, '..', 'src', 'main.js');
-  const child = spawn(process.execPath, [main], {
-    env: {
-      ...process.env,
-      ETCD_ENDPOINTS: etcdUrl,
-      HOST: '127.0.0.1',
-      PORT: String(port),
-      LOG_LEVEL: 'warn',
-      WORKERS: String(workers),
-      ACCESS_FILE: accessFile,
-    },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const stop = async (): Promise<void> => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-    await exited;
-    clearTimeout(timer);
-  };
-  const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 20_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`gateway exited with code ${child.exitCode} during start`);
-    const ok = await fetch(`${url}/v3/kv/range`, { method: 'POST', body: RANGE1_BODY, headers: AUTH, signal: AbortSignal.timeout(1_000) })
-      .then((r) => r.ok)
-      .catch(() => false);
-    if (ok && child.pid !== undefined) return { child, pid: child.pid, url, workers, stop };
-    await sleep(100);
-  }
-  await stop();
-  throw new Error('gateway did not answer within 20 s');
+  const g = await startGatewayProcess({ etcdUrl, env: { WORKERS: String(workers), ACCESS_FILE: accessFile } });
+  return Object.assign(g, { workers });
 }
 
 /** One request of each kind through a gateway: 200, and the transaction took its success branch. */

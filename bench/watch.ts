@@ -13,7 +13,7 @@
 // wait is bounded in time.
 
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -27,13 +27,13 @@ import { EtcdClient } from '../src/etcd/client';
 import { findEtcdBinary, startEtcd, type EtcdProcess } from '../src/etcd/process';
 import { LatencyHistogram } from './histogram';
 import type { ClientCommand, OpenedReply, ProgressReply, ResultReply, WrittenReply } from './watch-clients';
+import { makeLog, procSample, sleep } from './setup';
 
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;
 
 const now = (): number => performance.timeOrigin + performance.now();
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-const log = (msg: string): void => void process.stderr.write(`[bench] ${msg}\n`);
+const log = makeLog('bench');
 
 function positiveInt(name: string, raw: string | undefined, dflt: number): number {
   if (raw === undefined) return dflt;
@@ -169,8 +169,7 @@ async function measure(etcd: EtcdProcess): Promise<Memory> {
   gc();
   gc();
   const mem = process.memoryUsage();
-  const status = await readFile(`/proc/${etcd.pid}/status`, 'utf8');
-  const etcdRss = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? NaN) * 1024;
+  const etcdRss = etcd.pid === undefined ? NaN : (await procSample(etcd.pid)).rssBytes;
   // A heap profile with gc=1 makes Go collect first, so the heap figure holds live objects only.
   await (await fetch(`${etcd.clientUrl}/debug/pprof/heap?gc=1`, { signal: AbortSignal.timeout(10_000) })).arrayBuffer();
   const etcdHeap = await metric(etcd, 'go_memstats_heap_alloc_bytes');

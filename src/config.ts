@@ -24,6 +24,14 @@ export interface Config {
   /** The gateway access-control file; empty: access control off. */
   accessFile: string;
   maxHeaderBytes: number;
+  /** A request head must arrive within this (ms; 0: no limit), counted from its first byte (or from
+   *  the connection's start for a new connection). */
+  headersTimeoutMs: number;
+  /** A whole request, head and body, must arrive within this (ms; 0: no limit). Answers, streams
+   *  included, are not limited by it: it ends when the body has been received. */
+  requestReadTimeoutMs: number;
+  /** An idle keep-alive connection (no request under way) is closed after this (ms). */
+  keepAliveTimeoutMs: number;
   maxConnections: number;
   maxBodyBytes: number;
   /** Where the embedded etcd keeps its data. */
@@ -65,6 +73,9 @@ const SETTINGS = {
   corsOrigins: { flag: 'cors-origins', env: 'CORS_ORIGINS', default: '', help: 'comma-separated origins allowed from browsers (https://app.example.com, or *); unset: CORS off' },
   rateLimit: { flag: 'rate-limit', env: 'RATE_LIMIT', default: '0', help: 'requests per second per client address on the API (0: no limit); past it: 429' },
   maxHeaderBytes: { flag: 'max-header-bytes', env: 'MAX_HEADER_BYTES', default: '16384', help: 'largest request head (request line and headers); larger: 431' },
+  headersTimeoutMs: { flag: 'headers-timeout-ms', env: 'HEADERS_TIMEOUT_MS', default: '10000', help: 'a request head (and a new connection\'s first request) must arrive within this; later: 408 and the connection is closed (0: no limit)' },
+  requestReadTimeoutMs: { flag: 'request-read-timeout-ms', env: 'REQUEST_READ_TIMEOUT_MS', default: '30000', help: 'a whole request (head and body) must arrive within this; later: 408 and the connection is closed (0: no limit); streamed answers are not limited' },
+  keepAliveTimeoutMs: { flag: 'keepalive-timeout-ms', env: 'KEEPALIVE_TIMEOUT_MS', default: '5000', help: 'an idle keep-alive connection is closed after this' },
   maxConnections: { flag: 'max-connections', env: 'MAX_CONNECTIONS', default: '10000', help: 'open TCP connections accepted; more: 503 and the connection is closed' },
   accessFile: { flag: 'access-file', env: 'ACCESS_FILE', default: '', help: 'gateway access-control file (YAML or JSON): clients, tokens, granted prefixes; reloaded on change and SIGHUP' },
   rateLimitBurst: { flag: 'rate-limit-burst', env: 'RATE_LIMIT_BURST', default: '0', help: 'requests a client may send at once (0: twice the rate)' },
@@ -104,6 +115,16 @@ function integer(name: string, text: string, min: number, max: number): number {
   const n = Number(text.trim());
   if (n < min || n > max) throw new ConfigError(`${name} must be between ${min} and ${max}, got ${n}`);
   return n;
+}
+
+/** The two request timeouts; Node refuses a head timeout longer than the whole request's. */
+function timeouts(headersText: string, requestText: string): { headersTimeoutMs: number; requestReadTimeoutMs: number } {
+  const headersTimeoutMs = integer('HEADERS_TIMEOUT_MS', headersText, 0, 3_600_000);
+  const requestReadTimeoutMs = integer('REQUEST_READ_TIMEOUT_MS', requestText, 0, 3_600_000);
+  if (headersTimeoutMs > 0 && requestReadTimeoutMs > 0 && headersTimeoutMs > requestReadTimeoutMs) {
+    throw new ConfigError(`HEADERS_TIMEOUT_MS (${headersTimeoutMs}) must not be longer than REQUEST_READ_TIMEOUT_MS (${requestReadTimeoutMs}): the head is part of the request`);
+  }
+  return { headersTimeoutMs, requestReadTimeoutMs };
 }
 
 function endpointList(text: string): string[] {
@@ -168,6 +189,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | 'he
     rateLimitBurst: integer('RATE_LIMIT_BURST', get(SETTINGS.rateLimitBurst), 0, 10_000_000),
     accessFile: get(SETTINGS.accessFile),
     maxHeaderBytes: integer('MAX_HEADER_BYTES', get(SETTINGS.maxHeaderBytes), 1024, 1 << 20),
+    ...timeouts(get(SETTINGS.headersTimeoutMs), get(SETTINGS.requestReadTimeoutMs)),
+    keepAliveTimeoutMs: integer('KEEPALIVE_TIMEOUT_MS', get(SETTINGS.keepAliveTimeoutMs), 1, 3_600_000),
     maxConnections: integer('MAX_CONNECTIONS', get(SETTINGS.maxConnections), 1, 10_000_000),
     shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', get(SETTINGS.shutdownGraceMs), 0, 3_600_000),
     maxBodyBytes: integer('MAX_BODY_BYTES', get(SETTINGS.maxBodyBytes), 1, 1 << 30),

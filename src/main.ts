@@ -10,6 +10,7 @@ import tls from 'node:tls';
 import pino from 'pino';
 import { ConfigError, loadConfig, usage, type Config } from './config';
 import { buildGateway } from './app';
+import { checkRequests, hardenServer, serverOptions } from './http-server';
 import { AccessPolicy } from './security/access';
 import { EtcdClient, type EtcdTlsOptions } from './etcd/client';
 import { isWorker, runPrimary, workerMetrics } from './workers';
@@ -206,8 +207,12 @@ async function main(): Promise<void> {
   });
   if (isWorker()) gateway.metrics.aggregate = workerMetrics(gateway.metrics.registry);
   const tlsServer = tlsSettings.server;
-  const serverOptions = { maxHeaderSize: config.maxHeaderBytes };
-  const server = tlsServer ? https.createServer({ ...tlsServer, ...serverOptions }, gateway.handler) : http.createServer(serverOptions, gateway.handler);
+  const options = serverOptions(config);
+  const handler = checkRequests(gateway.handler);
+  const server = tlsServer ? https.createServer({ ...tlsServer, ...options }, handler) : http.createServer(options, handler);
+  // Timeouts against slow clients, and JSON for what Node would answer without a body; before attach(),
+  // whose clientError handler then finds a timed-out socket already answered.
+  hardenServer(server, config);
   if (tlsServer) {
     // Refused handshakes (no or an untrusted client certificate, plain HTTP on the TLS port) end there.
     server.on('tlsClientError', (err: Error) => log.debug({ err: err.message }, 'TLS handshake refused'));

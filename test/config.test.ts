@@ -22,6 +22,9 @@ describe('config', () => {
       rateLimitBurst: 0,
       accessFile: '',
       maxHeaderBytes: 16384,
+      headersTimeoutMs: 10000,
+      requestReadTimeoutMs: 30000,
+      keepAliveTimeoutMs: 5000,
       maxConnections: 10000,
       maxBodyBytes: 2097152,
       dataDir: './data/etcd',
@@ -56,9 +59,19 @@ describe('config', () => {
 
   it('answers --help with the usage, listing every variable', () => {
     assert.equal(loadConfig(['--help'], {}), 'help');
-    for (const name of ['ETCD_ENDPOINTS', 'ETCD_USERNAME', 'ETCD_PASSWORD', 'LOCK_WAIT_MS', 'SHUTDOWN_GRACE_MS', 'CORS_ORIGINS', 'RATE_LIMIT', 'RATE_LIMIT_BURST', 'ACCESS_FILE', 'MAX_HEADER_BYTES', 'MAX_CONNECTIONS', 'PORT', 'HOST', 'REQUEST_TIMEOUT_MS', 'MAX_BODY_BYTES', 'DATA_DIR', 'LOG_LEVEL', 'WATCH_STREAMS', 'MAX_WATCHES_PER_CONNECTION', 'MAX_WATCH_CONNECTIONS', 'SEND_BUFFER_BYTES', 'WS_PING_INTERVAL_MS', 'TLS_CERT_FILE', 'TLS_KEY_FILE', 'TLS_CLIENT_CA_FILE', 'ETCD_CA_FILE', 'ETCD_CERT_FILE', 'ETCD_KEY_FILE']) {
+    for (const name of ['ETCD_ENDPOINTS', 'ETCD_USERNAME', 'ETCD_PASSWORD', 'LOCK_WAIT_MS', 'SHUTDOWN_GRACE_MS', 'CORS_ORIGINS', 'RATE_LIMIT', 'RATE_LIMIT_BURST', 'ACCESS_FILE', 'MAX_HEADER_BYTES', 'HEADERS_TIMEOUT_MS', 'REQUEST_READ_TIMEOUT_MS', 'KEEPALIVE_TIMEOUT_MS', 'MAX_CONNECTIONS', 'PORT', 'HOST', 'REQUEST_TIMEOUT_MS', 'MAX_BODY_BYTES', 'DATA_DIR', 'LOG_LEVEL', 'WATCH_STREAMS', 'MAX_WATCHES_PER_CONNECTION', 'MAX_WATCH_CONNECTIONS', 'SEND_BUFFER_BYTES', 'WS_PING_INTERVAL_MS', 'TLS_CERT_FILE', 'TLS_KEY_FILE', 'TLS_CLIENT_CA_FILE', 'ETCD_CA_FILE', 'ETCD_CERT_FILE', 'ETCD_KEY_FILE']) {
       assert.match(usage(), new RegExp(name));
     }
+  });
+
+  it('takes 0 for "no limit" on the request timeouts, and any head timeout with no request limit', () => {
+    const c = loadConfig([], { HEADERS_TIMEOUT_MS: '0', REQUEST_READ_TIMEOUT_MS: '0' });
+    assert.ok(c !== 'help');
+    assert.equal(c.headersTimeoutMs, 0);
+    assert.equal(c.requestReadTimeoutMs, 0);
+    const d = loadConfig(['--headers-timeout-ms', '60000'], { REQUEST_READ_TIMEOUT_MS: '0' });
+    assert.ok(d !== 'help');
+    assert.equal(d.headersTimeoutMs, 60000);
   });
 
   it('refuses bad values, naming the setting', () => {
@@ -73,6 +86,8 @@ describe('config', () => {
       [['--bogus'], {}, /Unknown option '--bogus'/],
       [[], { CORS_ORIGINS: 'https://a.example/path' }, /CORS_ORIGINS: "https:\/\/a.example\/path" is not an origin \(expected https:\/\/a.example\)/],
       [[], { RATE_LIMIT: '-1' }, /RATE_LIMIT must be a whole number/],
+      [[], { HEADERS_TIMEOUT_MS: '20000', REQUEST_READ_TIMEOUT_MS: '10000' }, /HEADERS_TIMEOUT_MS \(20000\) must not be longer than REQUEST_READ_TIMEOUT_MS \(10000\)/],
+      [[], { KEEPALIVE_TIMEOUT_MS: '0' }, /KEEPALIVE_TIMEOUT_MS must be between 1 and/],
     ];
     for (const [argv, env, message] of cases) assert.throws(() => loadConfig(argv, env), (e: unknown) => e instanceof ConfigError && message.test(e.message));
   });

@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import type { EtcdClient, Service } from '../etcd/client';
+import { invalidArgument } from '../errors';
 
 /** What a handler gets besides the decoded request: the etcd handle and the client's lifetime. */
 export interface RequestContext {
@@ -14,7 +15,8 @@ export interface RequestContext {
 const GRPC_METADATA_PREFIX = 'grpc-metadata-';
 
 /** etcd credentials and gRPC metadata from HTTP headers, as etcd's gateway forwards them: the raw
- *  `Authorization` header is the etcd token, and `Grpc-Metadata-<name>` headers become metadata. */
+ *  `Authorization` header is the etcd token, and `Grpc-Metadata-<name>` headers become metadata.
+ *  Throws a 400 for a header gRPC cannot carry (a non-ASCII token, a name with `!`). */
 export function etcdMetadata(headers: IncomingHttpHeaders): grpc.Metadata | undefined {
   let md: grpc.Metadata | undefined;
   for (const [name, value] of Object.entries(headers)) {
@@ -26,11 +28,20 @@ export function etcdMetadata(headers: IncomingHttpHeaders): grpc.Metadata | unde
       if (key === 'authorization') key = 'token';
     }
     if (!key || key.endsWith('-bin')) continue;
+    const text = Array.isArray(value) ? value.join(', ') : value;
+    // grpc-js throws on these; checked here so the client gets a 400 naming the header (and never
+    // sees its value echoed: it may be a token).
+    if (!METADATA_KEY.test(key)) throw invalidArgument(`header ${name}: a gRPC metadata name may only hold 0-9, a-z, "_", "." and "-"`);
+    if (!METADATA_VALUE.test(text)) throw invalidArgument(`header ${name}: its value may only hold printable ASCII characters (gRPC metadata)`);
     md ??= new grpc.Metadata();
-    md.set(key, Array.isArray(value) ? value.join(', ') : value);
+    md.set(key, text);
   }
   return md;
 }
+
+/** What grpc-js accepts as a metadata name and as a text value. */
+const METADATA_KEY = /^[0-9a-z_.-]+$/;
+const METADATA_VALUE = /^[ -~]*$/;
 
 export type GrpcMessage = Record<string, unknown>;
 

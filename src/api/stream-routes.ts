@@ -24,6 +24,7 @@ export function keepAliveRoute(operation: Operation, keepalive: KeepAliveHub, co
     operation,
     async serve(req: IncomingMessage, res: ServerResponse) {
       let ids: string[];
+      let metadata: ReturnType<typeof etcdMetadata>;
       try {
         const values = await readJsonSequence(req, maxBodyBytes);
         ids = values.map((v, i) => {
@@ -31,11 +32,11 @@ export function keepAliveRoute(operation: Operation, keepalive: KeepAliveHub, co
           guard?.(req, operation.operationId, request);
           return String(request.ID ?? '0');
         });
+        metadata = etcdMetadata(req.headers);
       } catch (err) {
         sendError(res, err);
         return;
       }
-      const metadata = etcdMetadata(req.headers);
       let gone = false;
       res.on('close', () => (gone = true));
       for (const id of ids) {
@@ -69,16 +70,18 @@ export function serverStreamRoute(
     operation,
     async serve(req: IncomingMessage, res: ServerResponse) {
       let request;
+      let metadata: ReturnType<typeof etcdMetadata>;
       try {
         const values = await readJsonSequence(req, maxBodyBytes);
         if (values.length > 1) throw invalidArgument(`${operation.path} takes one request, got ${values.length}`);
         request = codec.decodeRequest(values[0] ?? {});
         guard?.(req, operation.operationId, request);
+        metadata = etcdMetadata(req.headers);
       } catch (err) {
         sendError(res, err);
         return;
       }
-      const call = etcd.serverStream(service, method, request, etcdMetadata(req.headers));
+      const call = etcd.serverStream(service, method, request, metadata);
       res.on('close', () => call.cancel());
       res.on('drain', () => call.resume());
       call.on('data', (msg: unknown) => {

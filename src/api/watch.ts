@@ -73,12 +73,14 @@ export function watchRoute(operation: Operation, hub: WatchHub, codec: MessageCo
     operation,
     async serve(req: IncomingMessage, res: ServerResponse) {
       let requests: GrpcMessage[];
+      let metadata: ReturnType<typeof etcdMetadata>;
       try {
         const values = await readJsonSequence(req, maxBodyBytes);
         // Every request is checked before any reaches etcd: a bad one refuses the whole body.
         requests = values.map((v, i) => codec.decodeRequest(v, values.length > 1 ? `request ${i + 1}` : ''));
         for (const r of requests) guard?.(req, operation.operationId, r);
         if (hub.stats().connections >= limits.maxConnections) throw tooManyConnections(limits.maxConnections);
+        metadata = etcdMetadata(req.headers);
       } catch (err) {
         sendError(res, err);
         return;
@@ -111,7 +113,7 @@ export function watchRoute(operation: Operation, hub: WatchHub, codec: MessageCo
             continuing = response.fragment === true;
           },
         },
-        etcdMetadata(req.headers),
+        metadata,
       );
       res.on('close', () => connection.close());
       for (const r of requests) connection.request(r);

@@ -56,7 +56,13 @@ type Check = (request: GrpcMessage) => GrpcMessage;
 
 type SessionFactory = (send: Send, md: grpc.Metadata | undefined, cutOff: () => void, check: Check) => Session;
 
-const UPGRADE_REFUSAL_CODES: Record<number, number> = { 401: GrpcCode.UNAUTHENTICATED, 404: GrpcCode.NOT_FOUND, 503: GrpcCode.RESOURCE_EXHAUSTED };
+const UPGRADE_REFUSAL_CODES: Record<number, number> = {
+  400: GrpcCode.INVALID_ARGUMENT,
+  401: GrpcCode.UNAUTHENTICATED,
+  404: GrpcCode.NOT_FOUND,
+  405: GrpcCode.UNIMPLEMENTED,
+  503: GrpcCode.RESOURCE_EXHAUSTED,
+};
 
 function refuseUpgrade(socket: Duplex, status: number, message: string): void {
   socket.end(rawJsonResponse(new GatewayError(UPGRADE_REFUSAL_CODES[status], message, status)));
@@ -64,6 +70,11 @@ function refuseUpgrade(socket: Duplex, status: number, message: string): void {
 
 export function attachWebSockets(server: http.Server, opts: WebSocketOptions): { close(): void } {
   const wss = new WebSocketServer({ noServer: true, maxPayload: opts.maxMessageBytes, perMessageDeflate: false });
+  // A handshake ws refuses (no Sec-WebSocket-Key, a POST, another Upgrade...) is answered in JSON like
+  // every other refusal, instead of ws's text/html.
+  wss.on('wsClientError', (err: Error, socket: Duplex) => {
+    refuseUpgrade(socket, err.message === 'Invalid HTTP method' ? 405 : 400, `WebSocket handshake refused: ${err.message}`);
+  });
   const alive = new WeakMap<WebSocket, boolean>();
   let open = 0;
 
@@ -108,6 +119,9 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
   };
 
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    // Node stops watching an upgraded socket for errors: without a listener, a client that resets the
+    // connection while it is being refused would crash the process (uncaught ECONNRESET).
+    socket.on('error', () => socket.destroy());
     const path = (req.url ?? '').split('?')[0];
     const m = API_PREFIX.exec(path);
     const factory = m ? sessions[m[1]] : undefined;
@@ -121,7 +135,12 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
       }
     }
     if (open >= opts.maxConnections) return refuseUpgrade(socket, 503, tooManyConnections(opts.maxConnections).message);
-    const md = etcdMetadata(req.headers);
+    let md: grpc.Metadata | undefined;
+    try {
+      md = etcdMetadata(req.headers);
+    } catch (err) {
+      return refuseUpgrade(socket, 400, (err as Error).message);
+    }
     const check: Check = (request) => {
       opts.guard?.(req, operationId, request);
       return request;
