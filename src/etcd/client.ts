@@ -218,9 +218,12 @@ export class EtcdClient {
       } catch (e) {
         const err = e as grpc.ServiceError;
         lastError = err;
+        // A member that did not answer (down, hung, cut off) is not asked first by the next request, even
+        // when this one is a write that may not be sent again: otherwise a hung member fails every write.
+        const memberFailed = err.code === GrpcCode.UNAVAILABLE || err.code === GrpcCode.DEADLINE_EXCEEDED;
+        if (memberFailed && this.current === index) this.current = (index + 1) % this.hosts.length;
         const retryable = err.code === GrpcCode.UNAVAILABLE && (opts.idempotent || neverSent(err));
         if (!retryable || Date.now() >= deadline) break;
-        if (this.current === index) this.current = (index + 1) % this.hosts.length;
       }
     }
     throw Object.assign(fromGrpcError(lastError), { cause: lastError });
