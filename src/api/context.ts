@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import type { EtcdClient, Service } from '../etcd/client';
-import { invalidArgument } from '../errors';
+import { GatewayError, GrpcCode, invalidArgument } from '../errors';
 
 /** What a handler gets besides the decoded request: the etcd handle and the client's lifetime. */
 export interface RequestContext {
@@ -55,11 +55,22 @@ export type UnaryHandler = (request: GrpcMessage, ctx: RequestContext) => Promis
 /** A handler that forwards the request to one etcd gRPC method unchanged; `maxWaitMs` replaces the
  *  request deadline for calls that wait by design (a lock, a campaign). */
 export function forward(service: Service, method: string, opts: { idempotent: boolean; maxWaitMs?: number }): UnaryHandler {
-  return (request, ctx) =>
-    ctx.etcd.unary(service, method, request, {
-      idempotent: opts.idempotent,
-      signal: ctx.signal,
-      metadata: ctx.metadata,
-      deadline: opts.maxWaitMs === undefined ? undefined : Date.now() + opts.maxWaitMs,
-    });
+  return async (request, ctx) => {
+    try {
+      return await ctx.etcd.unary(service, method, request, {
+        idempotent: opts.idempotent,
+        signal: ctx.signal,
+        metadata: ctx.metadata,
+        deadline: opts.maxWaitMs === undefined ? undefined : Date.now() + opts.maxWaitMs,
+      });
+    } catch (err) {
+      // etcd's lock and election services end a wait at the deadline the gateway sent along, and report
+      // it as code 2 "context deadline exceeded" — at times just before the gateway's own timer says
+      // DEADLINE_EXCEEDED. The same event gets the same answer: 504.
+      if (opts.maxWaitMs !== undefined && err instanceof GatewayError && err.code === GrpcCode.UNKNOWN && err.message === 'context deadline exceeded') {
+        throw new GatewayError(GrpcCode.DEADLINE_EXCEEDED, 'context deadline exceeded: the gateway stopped waiting for etcd');
+      }
+      throw err;
+    }
+  };
 }

@@ -251,11 +251,12 @@ export class EtcdClient {
       } catch (e) {
         const err = e as grpc.ServiceError;
         lastError = err;
-        if (err.code !== GrpcCode.UNAVAILABLE) break;
-        // The next requests go to another member, even when this one (a write that may have reached
-        // etcd) cannot be sent again.
-        if (this.current === index) this.current = (index + 1) % this.hosts.length;
-        if (!(opts.idempotent || neverSent(err)) || Date.now() >= deadline) break;
+        // A member that did not answer (down, hung, cut off) is not asked first by the next request, even
+        // when this one is a write that may not be sent again: otherwise a hung member fails every write.
+        const memberFailed = err.code === GrpcCode.UNAVAILABLE || err.code === GrpcCode.DEADLINE_EXCEEDED;
+        if (memberFailed && this.current === index) this.current = (index + 1) % this.hosts.length;
+        const retryable = err.code === GrpcCode.UNAVAILABLE && (opts.idempotent || neverSent(err));
+        if (!retryable || Date.now() >= deadline) break;
       }
     }
     throw Object.assign(fromGrpcError(lastError), { cause: lastError });

@@ -18,6 +18,8 @@ interface Waiter {
 class KeepAliveStream {
   private call?: grpc.ClientDuplexStream<unknown, unknown>;
   private host = 0;
+  /** Answers received on the current stream. */
+  private received = 0;
   private readonly waiters = new Map<string, Waiter[]>();
   private pending = 0;
   private idleTimer?: NodeJS.Timeout;
@@ -34,19 +36,27 @@ class KeepAliveStream {
       this.idleTimer = undefined;
     }
     return new Promise((resolve, reject) => {
+      const call = this.open();
+      const receivedBefore = this.received;
       const waiter: Waiter = {
         resolve,
         reject,
         timer: setTimeout(() => {
           this.drop(id, waiter);
           reject(new GatewayError(GrpcCode.DEADLINE_EXCEEDED, 'context deadline exceeded: etcd did not answer the keepalive in time'));
+          // Not a word on the stream since this renewal was sent: the member hangs (stopped, or cut off
+          // without a reset), which gRPC's own keepalive notices only after ~15 s, too late for short
+          // leases. The next renewal goes to a new stream on another member.
+          if (this.call === call && this.received === receivedBefore) {
+            this.fail(call, new GatewayError(GrpcCode.UNAVAILABLE, `etcd unavailable: no answer on the keepalive stream within ${timeoutMs} ms`));
+          }
         }, timeoutMs),
       };
       const list = this.waiters.get(id);
       if (list) list.push(waiter);
       else this.waiters.set(id, [waiter]);
       this.pending++;
-      this.open().write({ ID: id });
+      call.write({ ID: id });
     });
   }
 
@@ -56,7 +66,9 @@ class KeepAliveStream {
     const { call, host } = this.etcd.openStream('Lease', 'LeaseKeepAlive', md);
     this.call = call;
     this.host = host;
+    this.received = 0;
     call.on('data', (msg: unknown) => {
+      this.received++;
       const answer = msg as GrpcMessage;
       const list = this.waiters.get(String(answer.ID));
       const waiter = list?.[0];
@@ -64,26 +76,32 @@ class KeepAliveStream {
       this.drop(String(answer.ID), waiter);
       waiter.resolve(answer);
     });
-    const broken = (err?: grpc.ServiceError): void => {
-      if (this.call !== call) return;
-      this.call = undefined;
-      call.removeAllListeners('data');
-      call.cancel();
-      this.etcd.streamFailed(this.host);
-      const failure = new GatewayError(
-        err?.code ?? GrpcCode.UNAVAILABLE,
-        err?.code === GrpcCode.UNAVAILABLE || !err ? `etcd unavailable: ${err?.details || 'keepalive stream closed'}` : err.details,
+    const broken = (err?: grpc.ServiceError): void =>
+      this.fail(
+        call,
+        new GatewayError(
+          err?.code ?? GrpcCode.UNAVAILABLE,
+          err?.code === GrpcCode.UNAVAILABLE || !err ? `etcd unavailable: ${err?.details || 'keepalive stream closed'}` : err.details,
+        ),
       );
-      for (const [id, list] of [...this.waiters.entries()]) {
-        for (const w of [...list]) {
-          this.drop(id, w);
-          w.reject(failure);
-        }
-      }
-    };
     call.on('error', broken);
     call.on('end', () => broken());
     return call;
+  }
+
+  /** The stream is done for: renewals waiting on it fail, the next one opens a stream on another member. */
+  private fail(call: grpc.ClientDuplexStream<unknown, unknown>, failure: GatewayError): void {
+    if (this.call !== call) return;
+    this.call = undefined;
+    call.removeAllListeners('data');
+    call.cancel();
+    this.etcd.streamFailed(this.host);
+    for (const [id, list] of [...this.waiters.entries()]) {
+      for (const w of [...list]) {
+        this.drop(id, w);
+        w.reject(failure);
+      }
+    }
   }
 
   private drop(id: string, waiter: Waiter): void {

@@ -1,7 +1,9 @@
 // A small TCP proxy on a free loopback port, forwarding to one target. Tests put it between the gateway
 // and etcd to break connections without touching etcd: `cutAll()` destroys every current connection
 // while new ones are still accepted; `pause()` makes it drop every new connection at once (as a network
-// that lets the handshake through and nothing else), until `resume()`.
+// that lets the handshake through and nothing else), until `resume()`; `freeze()` makes every connection,
+// current and new, carry nothing either way (as a stopped process, or a network that silently loses
+// everything), until `thaw()` lets the held data through.
 
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -25,12 +27,16 @@ export interface TcpProxy {
   /** New connections are dropped at once until resume(); current ones are left alone. */
   pause(): void;
   resume(): void;
+  /** No connection forwards anything, and new ones are accepted and held too, until thaw(). */
+  freeze(): void;
+  thaw(): void;
   close(): Promise<void>;
 }
 
 export async function startTcpProxy(target: { host: string; port: number }): Promise<TcpProxy> {
   const pairs = new Set<{ client: net.Socket; upstream: net.Socket }>();
   let paused = false;
+  let frozen = false;
   let accepted = 0;
   let armed: { remaining: number; direction: 'down' | 'up'; done: (cut: number) => void } | undefined;
 
@@ -76,9 +82,21 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
     };
     upstream.on('data', count('down'));
     client.on('data', count('up'));
+    if (frozen) hold(pair);
+    else flow(pair);
+  });
+
+  function flow({ client, upstream }: { client: net.Socket; upstream: net.Socket }): void {
     client.pipe(upstream);
     upstream.pipe(client);
-  });
+  }
+
+  function hold({ client, upstream }: { client: net.Socket; upstream: net.Socket }): void {
+    client.unpipe(upstream);
+    upstream.unpipe(client);
+    client.pause();
+    upstream.pause();
+  }
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -114,6 +132,15 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
     },
     resume() {
       paused = false;
+    },
+    freeze() {
+      frozen = true;
+      for (const pair of pairs) hold(pair);
+    },
+    thaw() {
+      if (!frozen) return;
+      frozen = false;
+      for (const pair of pairs) flow(pair);
     },
     async close() {
       paused = true;
