@@ -33,6 +33,8 @@ const { values: args } = parseArgs({
     connections: { type: 'string' },
     workloads: { type: 'string' },
     workers: { type: 'string' },
+    /** Measure this gateway only (a long memory run needs no comparison). */
+    'gateway-only': { type: 'boolean' },
   },
 });
 
@@ -50,6 +52,7 @@ const SELECTED: Workload[] = (args.workloads ?? WORKLOADS.join(',')).split(',').
 });
 /** Gateways measured: one per worker count (WORKERS), all started at the beginning. */
 const WORKER_COUNTS = (args.workers ?? '1,2').split(',').map((c) => positiveInt('workers', c.trim()));
+const GATEWAY_ONLY = args['gateway-only'] === true;
 const WARMUP_SECONDS = 1;
 const CELL_TIMEOUT_MS = (SECONDS + 30) * 1_000;
 // Cells: per workload a warm-up on every target and one measured run per target and connection count.
@@ -323,6 +326,8 @@ interface Cell {
   theirsEtcdCpu: number;
 }
 
+/** A target left out (--gateway-only): no requests, shown as n/a. */
+const NOT_RUN = (): Run => ({ requests: 0, bad: 0, seconds: 0, hist: new LatencyHistogram() });
 const rate = (r: Run): number => (r.seconds > 0 ? r.requests / r.seconds : 0);
 const fmtInt = (v: number): string => Math.round(v).toLocaleString('en-US');
 const fmtMs = (v: number): string => (Number.isFinite(v) ? (v < 10 ? v.toFixed(2) : v < 100 ? v.toFixed(1) : v.toFixed(0)) : 'n/a');
@@ -477,9 +482,10 @@ async function main(): Promise<void> {
             rssTimeline: measured.rssTimeline,
           });
         }
-        const theirs = await withProcStats([etcdPid], () => runHttp(etcdGw, w, conns, SECONDS));
-        const viaEtcd3 = await withTimeout('gRPC', runGrpc(callers.etcd3, w, conns, SECONDS), CELL_TIMEOUT_MS);
-        const viaH2 = await withTimeout('gRPC', runGrpc(callers.h2, w, conns, SECONDS), CELL_TIMEOUT_MS);
+        const others = GATEWAY_ONLY ? 0 : SECONDS;
+        const theirs = await withProcStats([etcdPid], () => (others ? runHttp(etcdGw, w, conns, others) : Promise.resolve(NOT_RUN())));
+        const viaEtcd3 = others ? await withTimeout('gRPC', runGrpc(callers.etcd3, w, conns, others), CELL_TIMEOUT_MS) : NOT_RUN();
+        const viaH2 = others ? await withTimeout('gRPC', runGrpc(callers.h2, w, conns, others), CELL_TIMEOUT_MS) : NOT_RUN();
         cells.push({
           workload: w,
           connections: conns,
