@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { freePort } from '../src/etcd/process';
 import { b64, send } from './helpers/gateway';
+import { alive } from './helpers/waiting';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
@@ -36,15 +37,6 @@ function exited(child: ChildProcess, ms: number): Promise<number | null> {
       resolve(code);
     });
   });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 describe('start command', () => {

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { freePort } from '../src/etcd/process';
 import { startTestEtcd, type TestEtcd } from './harness/etcd';
 import { b64, send } from './helpers/gateway';
-import { waitFor } from './helpers/waiting';
+import { alive, waitFor } from './helpers/waiting';
 import { wsWatch } from './helpers/watch-clients';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -21,15 +21,6 @@ function children(pid: number): number[] {
     return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
   } catch {
     return [];
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }
 

@@ -1,6 +1,16 @@
 // Bounded waiting for tests: sleep, poll a condition with a deadline, and watch a promise settle so a
 // test can tell "still waiting" from "answered", and when.
 
+/** Whether a process with this pid exists (signal 0 checks without sending anything). */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Calls `probe` every `intervalMs` until it returns a value other than undefined/false; rejects with
