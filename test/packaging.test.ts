@@ -11,6 +11,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import Ajv, { type ValidateFunction } from 'ajv';
 import YAML from 'yaml';
+import { usage } from '../src/config';
 import { startTestEtcd, type TestEtcd } from './harness/etcd';
 
 // ---------------------------------------------------------------------------------------------
@@ -274,7 +275,20 @@ describe('helm chart', () => {
   it('(c) the ConfigMap carries exactly the gateway settings', () => {
     const [cm] = stripAndParse('configmap.yaml');
     assert.ok(isObject(cm.data));
-    assert.deepEqual(Object.keys(cm.data).sort(), ['ETCD_ENDPOINTS', 'HOST', 'LOG_LEVEL', 'MAX_BODY_BYTES', 'PORT', 'REQUEST_TIMEOUT_MS']);
+    assert.deepEqual(Object.keys(cm.data).sort(), [
+      'ETCD_ENDPOINTS',
+      'HEADERS_TIMEOUT_MS',
+      'HOST',
+      'KEEPALIVE_TIMEOUT_MS',
+      'LOG_LEVEL',
+      'MAX_BODY_BYTES',
+      'PORT',
+      'REQUEST_READ_TIMEOUT_MS',
+      'REQUEST_TIMEOUT_MS',
+      'WORKERS',
+    ]);
+    // Each is a setting the gateway reads.
+    for (const name of Object.keys(cm.data)) assert.match(usage(), new RegExp(`\\b${name}\\b`), `${name} is a gateway setting`);
   });
 
   it('(c) the Deployment: env from the ConfigMap, probes and /tmp on the http port', () => {
