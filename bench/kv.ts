@@ -468,7 +468,7 @@ async function main(): Promise<void> {
       await runGrpc(callers.etcd3, w, 16, WARMUP_SECONDS);
       await runGrpc(callers.h2, w, 16, WARMUP_SECONDS);
       for (const conns of CONNECTIONS) {
-        log(`${w} ×${conns}: this gateway (${WORKER_COUNTS.join(', ')} workers), etcd gateway, gRPC (${SECONDS} s each)`);
+        log(`${w} ×${conns}: this gateway (${WORKER_COUNTS.join(', ')} workers)${GATEWAY_ONLY ? '' : ', etcd gateway, gRPC'} (${SECONDS} s each)`);
         const ours: Ours[] = [];
         for (const g of gateways) {
           const measured = await withProcStats([g.pid, etcdPid], () => runHttp(g.url, w, conns, SECONDS, AUTH));
