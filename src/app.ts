@@ -80,6 +80,20 @@ export interface Gateway {
 
 type StreamRouteFactory = (op: Operation) => Route;
 
+/** The path of a request target: origin form (`/v3/kv/range?x`), or absolute form
+ *  (`http://host/v3/kv/range`), which HTTP/1.1 servers must accept too. */
+function requestPath(target: string): string {
+  if (!target.startsWith('/')) {
+    try {
+      return new URL(target).pathname;
+    } catch {
+      return target;
+    }
+  }
+  const q = target.indexOf('?');
+  return q < 0 ? target : target.slice(0, q);
+}
+
 
 
 /** Every handler by operationId; a test checks it against the operations of openapi.yaml. */
@@ -186,9 +200,7 @@ export function buildGateway(opts: AppOptions): Gateway {
     const given = req.headers['x-request-id'];
     const id = (typeof given === 'string' && given.slice(0, 128)) || randomUUID();
     res.setHeader('X-Request-Id', id);
-    const url = req.url ?? '/';
-    const q = url.indexOf('?');
-    const path = q < 0 ? url : url.slice(0, q);
+    const path = requestPath(req.url ?? '/');
     const m = API_PREFIX.exec(path);
     const apiPath = m ? `/v3${m[1]}` : undefined;
     const route = routeOf.get(apiPath ?? path) ?? 'other';

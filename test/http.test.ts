@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import request from 'supertest';
 import YAML from 'yaml';
 import { b64, startGateway, type GatewayFixture } from './helpers/gateway';
+import { rawExchange } from './helpers/raw-http';
 
 describe('HTTP surface', () => {
   let gw: GatewayFixture;
@@ -20,6 +21,18 @@ describe('HTTP surface', () => {
       const range = await gw.post(`${prefix}/kv/range`, { key: b64(`p${prefix}`) });
       assert.equal(range.body.kvs[0].value, b64('v'));
     }
+  });
+
+  it('serves a request whose target is in absolute form (http://host/v3/...), as HTTP/1.1 requires', async () => {
+    await gw.post('/v3/kv/put', { key: b64('absolute'), value: b64('form') });
+    const body = JSON.stringify({ key: b64('absolute') });
+    const port = Number(new URL(gw.url).port);
+    const out = await rawExchange(port, [`POST http://127.0.0.1:${port}/v3beta/kv/range?x=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: ${body.length}\r\n\r\n${body}`], {
+      timeoutMs: 5_000,
+      untilAnswer: true,
+    });
+    assert.equal(out.answer?.status, 200, out.data.toString());
+    assert.equal(JSON.parse(out.answer!.body.toString()).kvs[0].value, b64('form'));
   });
 
   it('answers other methods on API routes with 405 in JSON, naming POST', async () => {
