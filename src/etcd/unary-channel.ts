@@ -118,10 +118,14 @@ export class UnaryChannel {
       const chunks: Buffer[] = [];
       let size = 0;
 
+      // Settled once: on the stream's close, or at once on the deadline or a cancel (a stream reset
+      // cannot be sent while the connection's buffers are full, and the caller must not wait for it).
+      let settled = false;
       const finish = (): void => {
+        if (settled) return;
+        settled = true;
         clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
-        s.open--;
         if (failure) return reject(failure);
         if (status === undefined) {
           const refused = stream.rstCode === NGHTTP2_REFUSED_STREAM || (stream.id !== undefined && stream.id > s.goawayLastStreamId);
@@ -147,12 +151,14 @@ export class UnaryChannel {
       const timer = setTimeout(() => {
         failure = unaryError(GrpcCode.DEADLINE_EXCEEDED, 'Deadline exceeded');
         stream.close(NGHTTP2_CANCEL);
+        finish();
         // No answer in time: is the member still there at all?
         this.ping(s);
       }, timeoutMs);
       const onAbort = (): void => {
         failure = unaryError(GrpcCode.CANCELLED, 'Cancelled on client');
         stream.close(NGHTTP2_CANCEL);
+        finish();
       };
       signal?.addEventListener('abort', onAbort, { once: true });
 
@@ -169,7 +175,10 @@ export class UnaryChannel {
         size += chunk.length;
       });
       stream.on('error', () => undefined); // the outcome is decided on 'close'
-      stream.on('close', finish);
+      stream.on('close', () => {
+        s.open--;
+        finish();
+      });
       const framed = Buffer.allocUnsafe(5 + message.length);
       framed[0] = 0;
       framed.writeUInt32BE(message.length, 1);
