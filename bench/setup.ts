@@ -2,7 +2,6 @@
 // gateway as a child process (`node dist/src/main.js`), /proc sampling, bounded waits and logging.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -65,13 +64,6 @@ export interface GatewayProcess {
 
 const OUTPUT_KEPT = 256 * 1024;
 
-/** node's flags in `npm start` (and the image's CMD): measured as users run it. */
-const START_FLAGS: string[] = (
-  JSON.parse(readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { scripts: { start: string } }
-).scripts.start
-  .split(' ')
-  .filter((a) => a.startsWith('--'));
-
 /**
  * Starts `node [nodeArgs] dist/src/main.js` on a free loopback port with ETCD_ENDPOINTS, HOST=127.0.0.1,
  * PORT=0 and LOG_LEVEL=warn (each overridable by `env`), and waits (at most `startTimeoutMs`) until it
@@ -89,7 +81,7 @@ export async function startGatewayProcess(opts: {
 }): Promise<GatewayProcess> {
   const main = path.join(__dirname, '..', 'src', 'main.js');
   const probe = opts.heapProbe ? ['--expose-gc', '-r', path.join(__dirname, 'heap-probe.js')] : [];
-  const child = spawn(process.execPath, [...probe, ...START_FLAGS, ...(opts.nodeArgs ?? []), main], {
+  const child = spawn(process.execPath, [...probe, ...(opts.nodeArgs ?? []), main], {
     env: { ...process.env, ETCD_ENDPOINTS: opts.etcdUrl, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'warn', ...opts.env },
     stdio: ['ignore', 'pipe', opts.stderr ?? 'inherit'],
   });
