@@ -428,7 +428,9 @@ describe('Dockerfile', () => {
 
   it('(d) the runtime stage: CMD, non-root USER, EXPOSE, HEALTHCHECK, ENV', () => {
     const { runtime } = dockerfile();
-    assert.deepEqual(imageCmd(runtime), ['node', 'dist/src/main.js']);
+    // The same command as `npm start`, flags included.
+    const pkg = JSON.parse(read(path.join(ROOT, 'package.json'))) as { scripts: { start: string } };
+    assert.deepEqual(imageCmd(runtime), pkg.scripts.start.split(' '));
 
     const users = runtime.filter((i) => i.keyword === 'USER');
     assert.ok(users.length > 0, 'the runtime stage sets USER');
