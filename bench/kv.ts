@@ -19,7 +19,7 @@ import autocannon from 'autocannon';
 import { Etcd3 } from 'etcd3';
 import { EtcdClient } from '../src/etcd/client';
 import { findEtcdBinary, startEtcd, type EtcdProcess } from '../src/etcd/process';
-import { makeLog, procSample, startGatewayProcess, withTimeout, type GatewayProcess, type ProcSample } from './setup';
+import { makeLog, positiveInt, procSample, runMain, startGatewayProcess, withTimeout, type GatewayProcess, type ProcSample } from './setup';
 import { LatencyHistogram } from './histogram';
 
 const log = makeLog('bench');
@@ -38,11 +38,6 @@ const { values: args } = parseArgs({
   },
 });
 
-function positiveInt(name: string, raw: string): number {
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`--${name}: expected a positive integer, got "${raw}"`);
-  return n;
-}
 const SECONDS = positiveInt('seconds', args.seconds ?? '5');
 const CONNECTIONS = (args.connections ?? '1,16,64').split(',').map((c) => positiveInt('connections', c.trim()));
 const SELECTED: Workload[] = (args.workloads ?? WORKLOADS.join(',')).split(',').map((w) => {
@@ -381,7 +376,9 @@ function table(cells: Cell[], etcdVersion: string): string {
   );
   const ceilingRows = cells.map((c) => {
     const best = Math.max(...c.ours.map((o) => rate(o.run)));
-    return [c.workload, String(c.connections), '', fmtInt(rate(c.etcd3)), fmtInt(rate(c.h2)), `${((best / Math.max(rate(c.etcd3), 1)) * 100).toFixed(0)} %`];
+    const ceiling = (r: Run): string => (r.seconds > 0 ? fmtInt(rate(r)) : 'n/a');
+    const share = rate(c.etcd3) > 0 ? `${((best / rate(c.etcd3)) * 100).toFixed(0)} %` : 'n/a';
+    return [c.workload, String(c.connections), '', ceiling(c.etcd3), ceiling(c.h2), share];
   });
   const cpus = os.cpus();
   const errors = cells.filter((c) => c.ours.some((o) => o.run.bad > 0) || c.theirs.bad + c.etcd3.bad + c.h2.bad > 0);
@@ -512,7 +509,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-  process.exit(1);
-});
+runMain('bench', main);

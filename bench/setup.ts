@@ -12,6 +12,28 @@ export function makeLog(tag: string): (msg: string) => void {
   return (msg) => void process.stderr.write(`[${tag}] ${msg}\n`);
 }
 
+/** A positive whole number from a command-line option; `dflt` when the option is absent. */
+export function positiveInt(name: string, raw: string | undefined, dflt?: number): number {
+  if (raw === undefined && dflt !== undefined) return dflt;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`--${name}: expected a positive integer, got "${raw}"`);
+  return n;
+}
+
+/** Runs a script's main: a failure is printed with its stack and exits 1; an exit code it resolves
+ *  with is the process's; otherwise the process ends by itself. */
+export function runMain(what: string, main: () => Promise<number | void>): void {
+  main().then(
+    (code) => {
+      if (typeof code === 'number') process.exit(code);
+    },
+    (err: unknown) => {
+      process.stderr.write(`${what} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}
+
 /** `p`, or a rejection naming `what` after `ms` (calling `onTimeout` first). */
 export function withTimeout<T>(what: string, p: Promise<T>, ms: number, onTimeout?: () => void): Promise<T> {
   let timer: NodeJS.Timeout | undefined;

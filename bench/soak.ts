@@ -29,7 +29,7 @@ import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
 import { findEtcdBinary, startEtcd, type EtcdProcess } from '../src/etcd/process';
 import { LatencyHistogram } from './histogram';
-import { heapAfterGc, makeLog, procSample, sleep, startGatewayProcess, withTimeout, type GatewayProcess } from './setup';
+import { heapAfterGc, makeLog, procSample, runMain, sleep, startGatewayProcess, withTimeout, type GatewayProcess } from './setup';
 
 const log = makeLog('soak');
 
@@ -564,10 +564,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    process.stderr.write(`soak failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exit(1);
-  },
-);
+runMain('soak', main);

@@ -27,20 +27,13 @@ import { EtcdClient } from '../src/etcd/client';
 import { findEtcdBinary, startEtcd, type EtcdProcess } from '../src/etcd/process';
 import { LatencyHistogram } from './histogram';
 import type { ClientCommand, OpenedReply, ProgressReply, ResultReply, WrittenReply } from './watch-clients';
-import { makeLog, procSample, sleep } from './setup';
+import { makeLog, positiveInt, procSample, runMain, sleep } from './setup';
 
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;
 
 const now = (): number => performance.timeOrigin + performance.now();
 const log = makeLog('bench');
-
-function positiveInt(name: string, raw: string | undefined, dflt: number): number {
-  if (raw === undefined) return dflt;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`--${name} must be a positive integer, got ${raw}`);
-  return n;
-}
 
 const { values: args } = parseArgs({
   options: {
@@ -394,7 +387,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-  process.exit(1);
-});
+runMain('bench', main);
