@@ -147,7 +147,7 @@ export function buildGateway(opts: AppOptions): Gateway {
     // A client is its access-control identity when there is one, else its address.
     const clientOf = (req: IncomingMessage): string => {
       try {
-        if (opts.access) return `client:${opts.access.current.identify(req).name}`;
+        if (opts.access) return `client:${opts.access.clientOf(req).name}`;
       } catch {
         // unidentified: counted by address
       }

@@ -203,16 +203,8 @@ export class AccessControl {
 
 /** The check routes run: who is asking (401) and, given an operation, whether it may (403). */
 export function accessGuard(policy: AccessPolicy): (req: IncomingMessage, operationId?: string, request?: GrpcMessage) => void {
-  // A request is identified once; its gateway token is then removed so it never reaches etcd as an
-  // etcd token (which etcd would refuse with 401).
-  const identified = new WeakMap<IncomingMessage, Client>();
   return (req, operationId, request) => {
-    let client = identified.get(req);
-    if (!client) {
-      client = policy.current.identify(req);
-      identified.set(req, client);
-      if (req.headers.authorization?.startsWith('Bearer ')) delete req.headers.authorization;
-    }
+    const client = policy.clientOf(req);
     if (operationId && request) policy.current.authorize(client, operationId, request);
   };
 }
@@ -220,6 +212,7 @@ export function accessGuard(policy: AccessPolicy): (req: IncomingMessage, operat
 /** The access file in force: reloaded when it changes or on SIGHUP; a bad file leaves the last good one. */
 export class AccessPolicy {
   current: AccessControl;
+  private readonly identified = new WeakMap<IncomingMessage, Client>();
   private readonly listener = (): void => {
     this.reload();
   };
@@ -230,6 +223,19 @@ export class AccessPolicy {
   ) {
     this.current = AccessControl.parse(fs.readFileSync(file, 'utf8'));
     fs.watchFile(file, { interval: 500 }, this.listener);
+  }
+
+  /** A request is identified once (the rate limit and every check after it share the answer); its
+   *  gateway token is then removed so it never reaches etcd as an etcd token (which etcd would refuse
+   *  with 401). Throws 401 when the request proves no identity. */
+  clientOf(req: IncomingMessage): Client {
+    let client = this.identified.get(req);
+    if (!client) {
+      client = this.current.identify(req);
+      this.identified.set(req, client);
+      if (req.headers.authorization?.startsWith('Bearer ')) delete req.headers.authorization;
+    }
+    return client;
   }
 
   reload(): boolean {
