@@ -1,7 +1,8 @@
-// All access to etcd goes through this module. It uses the `etcd3` package only as a gRPC transport
-// (its generated service clients over one HTTP/2 connection per endpoint) and owns what etcd3's pool
-// gets wrong for a gateway: no automatic retry of writes, a deadline on every attempt, gRPC keepalive to
-// notice dead members, no circuit breaker that blocks a healthy member, and gRPC codes kept intact.
+// All access to etcd goes through this module. Unary calls go over its own HTTP/2 transport
+// (unary-channel.ts); streams use the `etcd3` package's generated grpc-js service clients (one HTTP/2
+// connection per endpoint). It owns what etcd3's pool gets wrong for a gateway: no automatic retry of
+// writes, a deadline on every attempt, keepalive pings to notice dead members, no circuit breaker that
+// blocks a healthy member, and gRPC codes kept intact.
 
 import fs from 'node:fs';
 import http from 'node:http';
@@ -120,14 +121,8 @@ const CHANNEL_OPTIONS: grpc.ChannelOptions = {
 };
 
 /** etcd refused the gateway's own token before doing anything: sign in again and send once more. */
-function needsSignIn(err: grpc.ServiceError): boolean {
+function needsSignIn(err: UnaryError): boolean {
   return err.code === GrpcCode.UNAUTHENTICATED || (err.code === GrpcCode.INVALID_ARGUMENT && err.details === 'etcdserver: user name is empty');
-}
-
-/** The request never left the gateway, so even a write may go to another member. */
-function neverSent(err: grpc.ServiceError | UnaryError): boolean {
-  if ((err as UnaryError).neverSent) return true;
-  return err.code === GrpcCode.UNAVAILABLE && /No connection established|ECONNREFUSED/.test(err.details ?? '');
 }
 
 /** Ends a stream the gateway no longer wants: no more messages are handled, and etcd is told. */
@@ -146,6 +141,8 @@ export class EtcdClient {
   private readonly hosts: Host[];
   /** Unary calls: one lean HTTP/2 connection per member. */
   private readonly channels: UnaryChannel[];
+  /** Loaded once per process, shared by every client. */
+  private readonly definitions: Definitions;
   private readonly ownClients = new Map<string, ServiceClient>();
   /** Requests stick to one member until it fails, so a client reads its own writes from one place. */
   private current = 0;
@@ -169,7 +166,7 @@ export class EtcdClient {
       (e) => new Host(e, this.credentials, CHANNEL_OPTIONS, noRetry as unknown as ConstructorParameters<typeof Host>[3]),
     );
     this.channels = options.endpoints.map((e) => new UnaryChannel(e, this.secure, tls));
-    definitions ??= loadDefinitions();
+    this.definitions = definitions ??= loadDefinitions();
   }
 
   /** GETs a JSON document from the HTTP side of the current member (e.g. `/version`), over TLS with the
@@ -202,7 +199,7 @@ export class EtcdClient {
     try {
       return await this.unaryAttempts<T>(service, method, request, { ...opts, metadata: this.gatewayToken });
     } catch (e) {
-      const cause = (e as { cause?: grpc.ServiceError }).cause;
+      const cause = (e as { cause?: UnaryError }).cause;
       if (!cause || !needsSignIn(cause)) throw e;
       await this.signIn();
       return this.unaryAttempts<T>(service, method, request, { ...opts, metadata: this.gatewayToken });
@@ -243,19 +240,20 @@ export class EtcdClient {
 
   private async attempts<T>(service: Service, method: string, request: unknown, opts: CallOptions): Promise<T> {
     const deadline = opts.deadline ?? Date.now() + this.options.requestTimeoutMs;
-    let lastError: grpc.ServiceError | undefined;
+    let lastError: UnaryError | undefined;
     for (let attempt = 0; attempt < this.hosts.length; attempt++) {
       const index = (this.current + attempt) % this.hosts.length;
       try {
         return (await this.callOnce(index, service, method, request, opts, deadline)) as T;
       } catch (e) {
-        const err = e as grpc.ServiceError;
+        const err = e as UnaryError;
         lastError = err;
         // A member that did not answer (down, hung, cut off) is not asked first by the next request, even
         // when this one is a write that may not be sent again: otherwise a hung member fails every write.
         const memberFailed = err.code === GrpcCode.UNAVAILABLE || err.code === GrpcCode.DEADLINE_EXCEEDED;
         if (memberFailed && this.current === index) this.current = (index + 1) % this.hosts.length;
-        const retryable = err.code === GrpcCode.UNAVAILABLE && (opts.idempotent || neverSent(err));
+        // Only a read, or a request that provably never reached etcd, is sent to another member.
+        const retryable = err.code === GrpcCode.UNAVAILABLE && (opts.idempotent || err.neverSent === true);
         if (!retryable || Date.now() >= deadline) break;
       }
     }
@@ -269,10 +267,9 @@ export class EtcdClient {
     const key = `${index}/${service}`;
     let client = this.ownClients.get(key);
     if (!client) {
-      definitions ??= loadDefinitions();
       const channel = (host.getServiceClient('KV') as unknown as grpc.Client).getChannel();
       // The override channel carries the member's credentials (TLS included); these are not used.
-      client = new definitions[service](this.options.endpoints[index].replace(/^https?:\/\//, ''), this.credentials, {
+      client = new this.definitions[service](this.options.endpoints[index].replace(/^https?:\/\//, ''), this.credentials, {
         channelOverride: channel,
       }) as ServiceClient;
       this.ownClients.set(key, client);
@@ -281,8 +278,7 @@ export class EtcdClient {
   }
 
   private async callOnce(host: number, service: Service, method: string, request: unknown, opts: CallOptions, deadline: number): Promise<unknown> {
-    definitions ??= loadDefinitions();
-    const codec = definitions.methods.get(`${service}.${method}`);
+    const codec = this.definitions.methods.get(`${service}.${method}`);
     if (!codec) throw new Error(`no gRPC method ${service}.${method}`);
     let headers: Record<string, string> | undefined;
     if (opts.metadata) {
