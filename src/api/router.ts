@@ -49,17 +49,21 @@ export function sendError(res: ServerResponse, err: unknown, extraHeaders?: Reco
   sendJson(res, e.httpStatus, e.body(), extraHeaders);
 }
 
-/** A body that is empty or `null` is the empty message, as in etcd's gateway. */
-export function parseBody(raw: Buffer): Record<string, unknown> {
-  const text = raw.toString('utf8');
-  if (text.trim() === '') return {};
-  let value: unknown;
+/** A body's JSON, parsed by `parse`; a syntax error is the client's: 400 naming it. */
+function parsedBody<T>(parse: () => T): T {
   try {
-    value = parseJson(text);
+    return parse();
   } catch (e) {
     if (e instanceof JsonSyntaxError) throw invalidArgument(`request body is not valid JSON: ${e.message}`);
     throw e;
   }
+}
+
+/** A body that is empty or `null` is the empty message, as in etcd's gateway. */
+export function parseBody(raw: Buffer): Record<string, unknown> {
+  const text = raw.toString('utf8');
+  if (text.trim() === '') return {};
+  const value = parsedBody(() => parseJson(text));
   if (value === null) return {};
   if (typeof value !== 'object' || Array.isArray(value)) {
     throw invalidArgument(`request body must be a JSON object, got ${Array.isArray(value) ? 'an array' : typeof value}`);
@@ -137,12 +141,7 @@ export function readBody(req: IncomingMessage, maxBodyBytes: number): Promise<Bu
 /** A body of concatenated JSON values (streaming endpoints take several requests in one body). */
 export async function readJsonSequence(req: IncomingMessage, maxBodyBytes: number): Promise<unknown[]> {
   const text = (await readBody(req, maxBodyBytes)).toString('utf8');
-  try {
-    return parseJsonSequence(text);
-  } catch (e) {
-    if (e instanceof JsonSyntaxError) throw invalidArgument(`request body is not valid JSON: ${e.message}`);
-    throw e;
-  }
+  return parsedBody(() => parseJsonSequence(text));
 }
 
 export function unaryRoute(
