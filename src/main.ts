@@ -137,7 +137,11 @@ async function main(): Promise<void> {
     endpoints = [embedded.clientUrl];
   }
 
-  const banner = (base: string): void => {
+  /** The log line and the banner once the gateway listens (in a cluster: once every worker does). */
+  const announce = (port: number): void => {
+    const base = baseUrl(port);
+    const clientCerts = tlsSettings.server?.requestCert ? 'required' : 'no';
+    log.info({ api: `${base}/v3/`, docs: `${base}/docs/`, etcd: endpoints, embedded: Boolean(embedded), clientCerts, workers: config.workers }, 'gateway listening');
     process.stdout.write(
       [
         `etcd JSON gateway listening on ${base}`,
@@ -153,16 +157,12 @@ async function main(): Promise<void> {
     `${tlsSettings.server ? 'https' : 'http'}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
 
   if (config.workers > 1 && !isWorker()) {
-    const cfg = config;
     runPrimary({
       workers: config.workers,
       env: { ETCD_ENDPOINTS: endpoints.join(',') },
       shutdownGraceMs: config.shutdownGraceMs,
       log,
-      onListening(port) {
-        log.info({ api: `${baseUrl(port)}/v3/`, etcd: endpoints, embedded: Boolean(embedded), workers: cfg.workers }, 'gateway listening');
-        banner(baseUrl(port));
-      },
+      onListening: announce,
       async onStopped(code) {
         await embedded?.stop();
         process.exit(code);
@@ -226,12 +226,7 @@ async function main(): Promise<void> {
   });
   const addr = server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.port;
-  const base = baseUrl(port);
-  const clientCerts = tlsServer?.requestCert ? 'required' : 'no';
-  if (!isWorker()) {
-    log.info({ api: `${base}/v3/`, docs: `${base}/docs/`, etcd: endpoints, embedded: Boolean(embedded), clientCerts }, 'gateway listening');
-    banner(base);
-  }
+  if (!isWorker()) announce(port);
 
   let stopping = false;
   // Stop accepting, end streams (WebSockets with 1001), let requests in flight finish within the

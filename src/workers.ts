@@ -4,7 +4,7 @@
 // worker. Each worker has its own etcd connections, watch hub and keepalive streams.
 //
 // The primary forwards SIGTERM/SIGINT (graceful stop) and SIGHUP (access file reload), replaces a worker
-// that dies unexpectedly (at most MAX_RESTARTS per minute), and answers /metrics for the whole gateway:
+// that dies unexpectedly (at most MAX_RESTARTS_PER_MINUTE), and answers /metrics for the whole gateway:
 // a worker asks it, and it gathers every worker's registry with prom-client's AggregatorRegistry.
 
 import cluster, { type Worker } from 'node:cluster';

@@ -2,9 +2,9 @@
 // and /readyz (etcd answers) for probes; /metrics for Prometheus; /stats.
 
 import type express from 'express';
-import { sendJson } from './router';
+import { sendError, sendJson } from './router';
 import type { EtcdClient } from '../etcd/client';
-import { fromGrpcError } from '../errors';
+import { fromGrpcError, GatewayError, GrpcCode } from '../errors';
 import type { WatchHub } from '../streams/watch-hub';
 import type { Metrics } from '../observability/metrics';
 
@@ -53,7 +53,7 @@ export function gatewayHandlers(etcd: EtcdClient, hub: WatchHub, metrics: Metric
       try {
         text = await metrics.text();
       } catch (err) {
-        sendJson(res, 503, { error: (err as Error).message, message: (err as Error).message, code: 14 });
+        sendError(res, new GatewayError(GrpcCode.UNAVAILABLE, (err as Error).message));
         return;
       }
       res.writeHead(200, { 'Content-Type': metrics.registry.contentType });
