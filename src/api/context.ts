@@ -1,13 +1,14 @@
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import type { EtcdClient, Service } from '../etcd/client';
+import type { Cancellation } from '../etcd/unary-channel';
 import { GatewayError, GrpcCode, invalidArgument } from '../errors';
 
 /** What a handler gets besides the decoded request: the etcd handle and the client's lifetime. */
 export interface RequestContext {
   etcd: EtcdClient;
   /** Aborted when the HTTP client goes away, so etcd work on its behalf stops too. */
-  signal: AbortSignal;
+  signal: Cancellation;
   /** The caller's etcd credentials (its auth token), sent with this request only. */
   metadata?: grpc.Metadata;
 }

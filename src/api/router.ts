@@ -5,6 +5,7 @@
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import zlib from 'node:zlib';
 import type { ApiSpec, Operation } from './openapi';
+import type { Cancellation } from '../etcd/unary-channel';
 import { etcdMetadata, type GrpcMessage, type Guard, type RequestContext, type UnaryHandler } from './context';
 import type { EtcdClient } from '../etcd/client';
 import { decode, encode, normalizeNames } from '../codec/codec';
@@ -161,15 +162,15 @@ export function unaryRoute(
   return {
     operation,
     async serve(req, res) {
-      const aborter = new AbortController();
+      const hangup = new Hangup();
       res.on('close', () => {
-        if (!res.writableFinished) aborter.abort();
+        if (!res.writableFinished) hangup.abort();
       });
       try {
         const body = parseBody(await readBody(req, maxBodyBytes));
         normalizeNames(requestShape, body);
         spec.check(requestName, body);
-        const ctx: RequestContext = { etcd, signal: aborter.signal, metadata: etcdMetadata(req.headers) };
+        const ctx: RequestContext = { etcd, signal: hangup, metadata: etcdMetadata(req.headers) };
         const request = decode(requestShape, body);
         guard?.(req, operation.operationId, request);
         const answer: GrpcMessage = await handler(request, ctx);
@@ -179,6 +180,31 @@ export function unaryRoute(
       }
     },
   };
+}
+
+/** The HTTP client went away: a Cancellation for the etcd calls made on its behalf. An AbortController
+ *  per request cost about 4 % of the gateway's CPU (an EventTarget, its symbols and a GC'd signal);
+ *  this is a flag and, while a call waits, one listener. */
+class Hangup implements Cancellation {
+  aborted = false;
+  private listeners?: Array<() => void>;
+
+  addEventListener(_type: 'abort', listener: () => void): void {
+    (this.listeners ??= []).push(listener);
+  }
+
+  removeEventListener(_type: 'abort', listener: () => void): void {
+    const at = this.listeners?.indexOf(listener) ?? -1;
+    if (at >= 0) this.listeners?.splice(at, 1);
+  }
+
+  abort(): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    const listeners = this.listeners;
+    this.listeners = undefined;
+    if (listeners) for (const listener of listeners) listener();
+  }
 }
 
 export function notFound(req: IncomingMessage): GatewayError {

@@ -12,7 +12,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { Host } from 'etcd3/lib/connection-pool';
 import { fromGrpcError, GrpcCode } from '../errors';
-import { UnaryChannel, type UnaryError } from './unary-channel';
+import { UnaryChannel, type Cancellation, type UnaryError } from './unary-channel';
 
 export type Service = 'KV' | 'Watch' | 'Lease' | 'Cluster' | 'Maintenance' | 'Auth' | 'Lock' | 'Election';
 
@@ -102,7 +102,7 @@ export interface CallOptions {
   metadata?: grpc.Metadata;
   /** Absolute deadline (ms since epoch); defaults to now + requestTimeoutMs. */
   deadline?: number;
-  signal?: AbortSignal;
+  signal?: Cancellation;
 }
 
 const CHANNEL_OPTIONS: grpc.ChannelOptions = {

@@ -28,6 +28,14 @@ export interface TlsFiles {
   key?: Buffer;
 }
 
+/** What can cancel a call: an AbortSignal, or anything with its `aborted` and 'abort' listeners (the
+ *  router's lighter per-request object). */
+export interface Cancellation {
+  readonly aborted: boolean;
+  addEventListener(type: 'abort', listener: () => void): void;
+  removeEventListener(type: 'abort', listener: () => void): void;
+}
+
 /** Shaped like grpc-js's ServiceError, which the rest of the gateway reads. */
 export interface UnaryError extends Error {
   code: number;
@@ -131,7 +139,7 @@ interface Call {
   details: string;
   settled: boolean;
   timer?: NodeJS.Timeout;
-  signal?: AbortSignal;
+  signal?: Cancellation;
   onAbort?: () => void;
   resolve: (answer: Buffer) => void;
   reject: (err: UnaryError) => void;
@@ -159,8 +167,12 @@ export class UnaryChannel {
   }
 
   /** Sends one framed request; resolves with the answer's message bytes. */
-  call(path: string, message: Buffer, metadata: Record<string, string> | undefined, deadline: number, signal?: AbortSignal): Promise<Buffer> {
+  call(path: string, message: Buffer, metadata: Record<string, string> | undefined, deadline: number, signal?: Cancellation): Promise<Buffer> {
     return new Promise((resolve, reject) => {
+      if (signal?.aborted) {
+        reject(unaryError(GrpcCode.CANCELLED, 'Cancelled on client'));
+        return;
+      }
       const timeoutMs = Math.max(1, Math.ceil(deadline - Date.now()));
       let block: Buffer;
       try {
@@ -203,7 +215,7 @@ export class UnaryChannel {
           this.settle(call, unaryError(GrpcCode.CANCELLED, 'Cancelled on client'));
           call.connection?.cancel(call);
         };
-        signal.addEventListener('abort', call.onAbort, { once: true });
+        signal.addEventListener('abort', call.onAbort);
       }
       this.current().start(call);
     });
