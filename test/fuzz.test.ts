@@ -865,6 +865,51 @@ describe('fuzz: hostile and broken clients', () => {
     assert.equal(leases.leases?.length, 1, 'only the seeded lease');
   });
 
+  // A body refused part-way (over the limit once read, or not the gzip it claimed to be) was answered at
+  // once with `Connection: keep-alive` and the rest of it left unread. The client, done sending, reused the
+  // connection; its next request was never read, and when REQUEST_READ_TIMEOUT_MS ran out the gateway's
+  // 408 (`Connection: close`, with a JSON body) came as its answer — to a HEAD, bytes after
+  // `Connection: close`, which Node's client reports as HPE_CLOSED_CONNECTION (1 fuzz run in ~13).
+  it('keeps a keep-alive connection usable after refusing a body part-way', { timeout: 60_000 }, async () => {
+    const port = Number(new URL(gw.url).port);
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const send = (method: string, path: string, body: Buffer | Buffer[], headers: http.OutgoingHttpHeaders = {}) =>
+      new Promise<{ status: number; connection?: string; body: string; reused: boolean }>((resolve, reject) => {
+        const chunked = Array.isArray(body);
+        const r = http.request({ host: '127.0.0.1', port, method, path, agent, headers: chunked ? headers : { 'Content-Length': body.length, ...headers } });
+        r.on('error', reject);
+        r.on('response', (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (d: Buffer) => chunks.push(d));
+          res.on('error', reject);
+          res.on('end', () => resolve({ status: res.statusCode!, connection: res.headers.connection, body: Buffer.concat(chunks).toString(), reused: r.reusedSocket }));
+        });
+        if (chunked) {
+          for (const c of body) r.write(c);
+          r.end();
+        } else {
+          r.end(body);
+        }
+      });
+    const big = Buffer.alloc(MAX_BODY_BYTES + 128 * 1024, 'A');
+    const refusals: Array<[string, Buffer | Buffer[], http.OutgoingHttpHeaders, number, RegExp]> = [
+      ['chunked, over the limit', Array.from({ length: big.length / 16_384 }, (_, i) => big.subarray(i * 16_384, (i + 1) * 16_384)), {}, 413, /larger than the limit/],
+      ['not gzip', big.subarray(0, MAX_BODY_BYTES - 1024), { 'Content-Encoding': 'gzip' }, 400, /could not be read/],
+    ];
+    try {
+      for (const [what, body, headers, status, message] of refusals) {
+        const refused = await send('POST', '/v3/kv/put', body, headers);
+        assert.equal(refused.status, status, `${what}: ${refused.body}`);
+        assert.match(JSON.parse(refused.body).message as string, message, what);
+        assert.equal(refused.connection, 'keep-alive', what);
+        const next = await withTimeout(`${what}: the next request on the connection`, send('HEAD', '/v3/lease/grant', Buffer.from('{"TTL":"71"}')), REQUEST_READ_TIMEOUT_MS - 1_000);
+        assert.deepEqual(next, { status: 405, connection: 'keep-alive', body: '', reused: true }, what);
+      }
+    } finally {
+      agent.destroy();
+    }
+  });
+
   it(`answers ${CASES.toLocaleString('en-US')} malformed requests with 4xx in JSON, and is unharmed`, { timeout: 240_000 }, async (t) => {
     const ops = new Map(spec().operations.map((o) => [o.operationId, o]));
     const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY, timeout: 2_000 });

@@ -4,6 +4,7 @@
 
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import zlib from 'node:zlib';
+import type { Readable } from 'node:stream';
 import type { ApiSpec, Operation } from './openapi';
 import type { Cancellation } from '../etcd/unary-channel';
 import { etcdMetadata, type GrpcMessage, type Guard, type RequestContext, type UnaryHandler } from './context';
@@ -23,6 +24,7 @@ export interface Route {
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, extraHeaders?: Record<string, string>): void {
   const text = JSON.stringify(body);
+  if (unreadBodies.has(res.req)) res.shouldKeepAlive = false;
   res.writeHead(status, {
     'Content-Type': 'application/json',
     'Content-Length': Buffer.byteLength(text),
@@ -76,7 +78,7 @@ const BODY_TOO_LARGE = (limit: number): GatewayError =>
   new GatewayError(GrpcCode.RESOURCE_EXHAUSTED, `request body is larger than the limit of ${limit} bytes`, 413);
 
 /** A compressed body is inflated (gzip, deflate), its inflated size held to the limit; others are refused. */
-function bodySource(req: IncomingMessage): NodeJS.ReadableStream {
+function bodySource(req: IncomingMessage): Readable {
   const encoding = (req.headers['content-encoding'] ?? 'identity').toLowerCase();
   if (encoding === 'identity') return req;
   if (encoding === 'gzip' || encoding === 'x-gzip') return req.pipe(zlib.createGunzip());
@@ -84,14 +86,31 @@ function bodySource(req: IncomingMessage): NodeJS.ReadableStream {
   throw new GatewayError(GrpcCode.INVALID_ARGUMENT, `unsupported Content-Encoding "${encoding}" (use gzip, deflate or none)`, 415);
 }
 
+/** How much more of a refused body (wire bytes) is read and dropped before its answer: a body up to twice
+ *  the limit leaves a connection that can carry the next request. */
+const drainLimit = (maxBodyBytes: number): number => maxBodyBytes;
+
+/** Requests whose body readBody gave up on part-way: no more of it is read, so the next request on their
+ *  connection could never be — their answer says `Connection: close`, and the connection is closed. */
+const unreadBodies = new WeakSet<IncomingMessage>();
+
 /** The whole request body, at most `maxBodyBytes`. The Content-Type is ignored, as etcd's gateway does
- *  (`curl -d` sends form encoding). A declared length over the limit is refused before any is read. */
+ *  (`curl -d` sends form encoding). A declared length over the limit is refused before any is read (Node
+ *  reads and drops such a body after the answer).
+ *
+ *  A body refused part-way (over the limit once read or inflated, or not decodable) is rejected only once
+ *  the rest of it has been read and dropped, up to drainLimit() more bytes. A keep-alive answer with the
+ *  rest left unread let a client that was done sending (the rest in socket buffers) reuse the connection
+ *  while the server was still inside the old body: its next request was never read, and at
+ *  REQUEST_READ_TIMEOUT_MS the gateway's 408 (`Connection: close`, with a body) became its answer — one
+ *  a HEAD cannot even parse (HPE_CLOSED_CONNECTION). Past the drain limit the reading stops and the
+ *  answer closes the connection. */
 export function readBody(req: IncomingMessage, maxBodyBytes: number): Promise<Buffer> {
   const declared = req.headers['content-length'];
   if (declared !== undefined && Number(declared) > maxBodyBytes) return Promise.reject(BODY_TOO_LARGE(maxBodyBytes));
   if (req.readableEnded) return Promise.resolve(Buffer.alloc(0));
   return new Promise((resolve, reject) => {
-    let source: NodeJS.ReadableStream;
+    let source: Readable;
     try {
       source = bodySource(req);
     } catch (e) {
@@ -103,28 +122,57 @@ export function readBody(req: IncomingMessage, maxBodyBytes: number): Promise<Bu
       source.removeListener('data', onData);
       source.removeListener('end', onEnd);
       source.removeListener('error', onError);
-      req.removeListener('error', onError);
+      req.removeListener('error', onReqError);
       req.removeListener('close', onClose);
+    };
+    /** Stops collecting; `err` is the answer once the rest of the body is read and dropped. */
+    const refuse = (err: GatewayError): void => {
+      cleanup();
+      if (source !== req) {
+        req.unpipe();
+        // What the decoder still holds is dropped, and whatever it would say about it too.
+        source.on('error', () => undefined);
+        source.destroy();
+      }
+      if (req.readableEnded) return reject(err);
+      let dropped = 0;
+      const limit = drainLimit(maxBodyBytes);
+      const done = (): void => {
+        req.removeListener('data', drop);
+        req.removeListener('end', done);
+        req.removeListener('error', done);
+        req.removeListener('close', done);
+        if (!req.readableEnded) {
+          req.pause();
+          unreadBodies.add(req);
+        }
+        reject(err);
+      };
+      const drop = (chunk: Buffer): void => {
+        dropped += chunk.length;
+        if (dropped > limit) done();
+      };
+      req.on('data', drop);
+      req.on('end', done);
+      req.on('error', done);
+      req.on('close', done);
+      req.resume();
     };
     const onData = (chunk: Buffer): void => {
       size += chunk.length;
-      if (size > maxBodyBytes) {
-        cleanup();
-        if (source !== req) req.unpipe();
-        // The rest is not read: the connection cannot be reused after the answer.
-        req.pause();
-        reject(BODY_TOO_LARGE(maxBodyBytes));
-        return;
-      }
+      if (size > maxBodyBytes) return refuse(BODY_TOO_LARGE(maxBodyBytes));
       chunks.push(chunk);
     };
     const onEnd = (): void => {
       cleanup();
       resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
     };
-    const onError = (err: Error): void => {
+    const unreadable = (err: Error): GatewayError => invalidArgument(`request body could not be read: ${err.message}`);
+    // The decoder's error (not gzip, truncated...): the connection is fine, the rest of the body is dropped.
+    const onError = (err: Error): void => (source === req ? onReqError(err) : refuse(unreadable(err)));
+    const onReqError = (err: Error): void => {
       cleanup();
-      reject(invalidArgument(`request body could not be read: ${err.message}`));
+      reject(unreadable(err));
     };
     const onClose = (): void => {
       if (req.readableEnded) return;
@@ -134,7 +182,7 @@ export function readBody(req: IncomingMessage, maxBodyBytes: number): Promise<Bu
     source.on('data', onData);
     source.on('end', onEnd);
     source.on('error', onError);
-    if (source !== req) req.on('error', onError);
+    if (source !== req) req.on('error', onReqError);
     req.on('close', onClose);
   });
 }
