@@ -86,10 +86,6 @@ function bodySource(req: IncomingMessage): Readable {
   throw new GatewayError(GrpcCode.INVALID_ARGUMENT, `unsupported Content-Encoding "${encoding}" (use gzip, deflate or none)`, 415);
 }
 
-/** How much more of a refused body (wire bytes) is read and dropped before its answer: a body up to twice
- *  the limit leaves a connection that can carry the next request. */
-const drainLimit = (maxBodyBytes: number): number => maxBodyBytes;
-
 /** Requests whose body readBody gave up on part-way: no more of it is read, so the next request on their
  *  connection could never be — their answer says `Connection: close`, and the connection is closed. */
 const unreadBodies = new WeakSet<IncomingMessage>();
@@ -99,7 +95,8 @@ const unreadBodies = new WeakSet<IncomingMessage>();
  *  reads and drops such a body after the answer).
  *
  *  A body refused part-way (over the limit once read or inflated, or not decodable) is rejected only once
- *  the rest of it has been read and dropped, up to drainLimit() more bytes. A keep-alive answer with the
+ *  the rest of it has been read and dropped, up to `maxBodyBytes` more (wire) bytes: a body up to twice
+ *  the limit leaves a connection that can carry the next request. A keep-alive answer with the
  *  rest left unread let a client that was done sending (the rest in socket buffers) reuse the connection
  *  while the server was still inside the old body: its next request was never read, and at
  *  REQUEST_READ_TIMEOUT_MS the gateway's 408 (`Connection: close`, with a body) became its answer — one
@@ -136,7 +133,6 @@ export function readBody(req: IncomingMessage, maxBodyBytes: number): Promise<Bu
       }
       if (req.readableEnded) return reject(err);
       let dropped = 0;
-      const limit = drainLimit(maxBodyBytes);
       const done = (): void => {
         req.removeListener('data', drop);
         req.removeListener('end', done);
@@ -150,7 +146,7 @@ export function readBody(req: IncomingMessage, maxBodyBytes: number): Promise<Bu
       };
       const drop = (chunk: Buffer): void => {
         dropped += chunk.length;
-        if (dropped > limit) done();
+        if (dropped > maxBodyBytes) done();
       };
       req.on('data', drop);
       req.on('end', done);
