@@ -169,7 +169,7 @@ export class AccessControl {
   identify(req: IncomingMessage): Client {
     const auth = req.headers.authorization;
     if (typeof auth === 'string' && auth.startsWith('Bearer ')) {
-      const presented = crypto.createHash('sha256').update(auth.slice(7)).digest();
+      const presented = crypto.hash('sha256', auth.slice(7), 'buffer');
       // Compared with every client's hash, without stopping at a match: constant time.
       let found: Client | undefined;
       for (const c of this.clients) if (c.tokenHash && crypto.timingSafeEqual(c.tokenHash, presented) && !found) found = c;
