@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { HpackDecoder, HpackError, encodeHeaders } from '../src/etcd/hpack';
+import { Rng } from './helpers/fuzz';
 
 type Field = [string, string];
 
@@ -149,15 +150,10 @@ function huffmanValueBlock(coded: Buffer): Buffer {
   return Buffer.concat([Buffer.from([0x00, 0x01, 0x78, ...int(coded.length, 7, 0x80)]), coded]);
 }
 
+/** The shared mulberry32 generator as a function: the same seed gives the same sequence. */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.next();
 }
 
 // ---------------------------------------------------------------------------

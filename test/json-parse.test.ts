@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { JsonSyntaxError, numberLiteral, parseJson, parseJsonSequence } from '../src/json/parse';
+import { Rng } from './helpers/fuzz';
 
 function syntaxError(text: string, message: string, offset: number, parse: (t: string) => unknown = parseJson): void {
   assert.throws(
@@ -359,15 +360,10 @@ describe('parseJsonSequence', () => {
 // Deterministic generator of random JSON documents, written with varied
 // spacing, escapes and number spellings, together with the number literals
 // the parser must report for them.
+/** The shared mulberry32 generator as a function: the same seed gives the same sequence. */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.next();
 }
 
 type Model =
