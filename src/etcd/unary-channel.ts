@@ -369,7 +369,7 @@ class Connection {
     settings.writeUInt32BE(0, 2);
     settings.writeUInt16BE(SETTINGS_INITIAL_WINDOW_SIZE, 6);
     settings.writeUInt32BE(WINDOW_BYTES, 8);
-    this.copyOut(PREFACE, 0, PREFACE.length);
+    this.copyOut(PREFACE);
     this.frame(SETTINGS, 0, 0, settings);
     this.windowUpdate(0, WINDOW_BYTES - DEFAULT_WINDOW);
   }
@@ -378,7 +378,7 @@ class Connection {
   start(call: Call): void {
     if (call.settled) return;
     call.connection = this;
-    if (!this.accepting && this.closed) {
+    if (this.closed) {
       this.channel.retryOrFail(call, this.failure(call));
       return;
     }
@@ -505,10 +505,10 @@ class Connection {
     this.scheduleFlush();
   }
 
-  private copyOut(source: Buffer, from: number, to: number): void {
-    this.reserve(to - from);
-    source.copy(this.slab, this.slabEnd, from, to);
-    this.slabEnd += to - from;
+  private copyOut(source: Buffer): void {
+    this.reserve(source.length);
+    source.copy(this.slab, this.slabEnd);
+    this.slabEnd += source.length;
     this.scheduleFlush();
   }
 
