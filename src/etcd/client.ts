@@ -10,6 +10,7 @@ import https from 'node:https';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import { installFastLongStrings } from '../codec/int64';
 import { Host } from 'etcd3/lib/connection-pool';
 import { fromGrpcError, GrpcCode } from '../errors';
 import { UnaryChannel, type Cancellation, type UnaryError } from './unary-channel';
@@ -52,6 +53,7 @@ function loadDefinitions(): Definitions {
     if (up === dir) throw new Error('proto/v3lock.proto not found');
     dir = up;
   }
+  installFastLongStrings();
   const rpcProto = require.resolve('etcd3/proto/rpc.proto');
   const def = protoLoader.loadSync([rpcProto, path.join(dir, 'proto', 'v3lock.proto'), path.join(dir, 'proto', 'v3election.proto')], {
     keepCase: true,
