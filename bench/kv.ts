@@ -2,10 +2,12 @@
 // etcd's own gateway, side by side, plus the direct gRPC ceiling (the etcd3 client's raw calls).
 //
 //   npm run bench -- [--seconds 5] [--connections 1,16,64] [--workloads range1,range100,put,txn,mixed] [--workers 1,2]
+//                   [--loader auto|wrk|autocannon]
 //
 // Processes: etcd (a child), this gateway (another child: `node dist/src/main.js`, so its CPU time and
 // memory can be read from /proc and it does not share an event loop with the load generator), and this
-// one, which runs autocannon (pipelining 1) and the gRPC loops. Each cell (workload × connections) runs
+// one, which runs the gRPC loops and the HTTP load: wrk (a child, one thread) where it is installed,
+// else autocannon in this process (pipelining 1 either way). Each cell (workload × connections) runs
 // against this gateway, then etcd's gateway, then gRPC directly, one after the other; each workload is
 // warmed up for 1 s on every target first (unmeasured). Every wait is bounded in time.
 
@@ -21,6 +23,7 @@ import { EtcdClient } from '../src/etcd/client';
 import { findEtcdBinary, startEtcd, type EtcdProcess } from '../src/etcd/process';
 import { makeLog, positiveInt, procSample, runMain, startGatewayProcess, withTimeout, type GatewayProcess, type ProcSample } from './setup';
 import { LatencyHistogram } from './histogram';
+import { runWrk, wrkInstalled, type WrkRequest } from './wrk';
 
 const log = makeLog('bench');
 
@@ -35,6 +38,8 @@ const { values: args } = parseArgs({
     workers: { type: 'string' },
     /** Measure this gateway only (a long memory run needs no comparison). */
     'gateway-only': { type: 'boolean' },
+    /** The HTTP load generator: wrk when installed (auto), or the one named. */
+    loader: { type: 'string' },
   },
 });
 
@@ -48,6 +53,14 @@ const SELECTED: Workload[] = (args.workloads ?? WORKLOADS.join(',')).split(',').
 /** Gateways measured: one per worker count (WORKERS), all started at the beginning. */
 const WORKER_COUNTS = (args.workers ?? '1,2').split(',').map((c) => positiveInt('workers', c.trim()));
 const GATEWAY_ONLY = args['gateway-only'] === true;
+const LOADER = ((): 'wrk' | 'autocannon' => {
+  const wanted = args.loader ?? 'auto';
+  if (wanted === 'autocannon') return 'autocannon';
+  if (wanted !== 'auto' && wanted !== 'wrk') throw new Error(`--loader: unknown "${wanted}" (known: auto, wrk, autocannon)`);
+  if (wrkInstalled()) return 'wrk';
+  if (wanted === 'wrk') throw new Error('--loader wrk: no wrk on PATH (Debian: apt-get install wrk)');
+  return 'autocannon';
+})();
 const WARMUP_SECONDS = 1;
 const CELL_TIMEOUT_MS = (SECONDS + 30) * 1_000;
 // Cells: per workload a warm-up on every target and one measured run per target and connection count.
@@ -123,6 +136,27 @@ function httpRequests(w: Workload): Req[] {
   }
 }
 
+/** The same sequences for wrk, which takes a fixed list: the puts' rotating keys are spelled out. */
+function wrkRequests(w: Workload): WrkRequest[] {
+  const post = (p: string, body: string): WrkRequest => ({ method: 'POST', path: p, body });
+  const puts = PUT_BODIES.map((b) => post('/v3/kv/put', b));
+  const range1 = post('/v3/kv/range', RANGE1_BODY);
+  const txn = post('/v3/kv/txn', TXN_BODY);
+  switch (w) {
+    case 'range1':
+      return [range1];
+    case 'range100':
+      return [post('/v3/kv/range', RANGE100_BODY)];
+    case 'put':
+      return puts;
+    case 'txn':
+      return [txn];
+    case 'mixed':
+      // 7 range1, 2 put, 1 txn per ten, in the order autocannon's list has them; 100 tens use every put key.
+      return Array.from({ length: PUT_KEYS / 2 }, (_, i) => [range1, range1, puts[2 * i], range1, range1, txn, range1, puts[2 * i + 1], range1, range1]).flat();
+  }
+}
+
 // The same operations as gRPC calls (proto-loader: bytes as Buffers, enums as strings), made either by
 // the etcd3 package's own generated clients (grpc-js) or by the gateway's EtcdClient (its lean HTTP/2
 // transport), both in this process.
@@ -171,12 +205,17 @@ function grpcCalls(w: Workload): Call[] {
 
 // ---- measuring -----------------------------------------------------------------------------------------
 
+/** Latency percentiles (q in 0..1, ms): a histogram of our own, or the p50 and p99 wrk reported. */
+interface Latency {
+  percentile(q: number): number;
+}
+
 interface Run {
   requests: number;
   /** Answers that were not 2xx, and connection errors / timeouts. */
   bad: number;
   seconds: number;
-  hist: LatencyHistogram;
+  hist: Latency;
 }
 
 const RSS_TIMELINE_MS = 10_000; // Linux USER_HZ: 100 on every mainstream architecture.
@@ -221,7 +260,26 @@ async function withProcStats<T>(
   }
 }
 
+/** Where wrk's Lua scripts are written (the run's temporary directory). */
+let scratchDir = os.tmpdir();
+
 async function runHttp(baseUrl: string, w: Workload, connections: number, seconds: number, headers: Record<string, string> = {}): Promise<Run> {
+  if (LOADER === 'wrk') {
+    const r = await runWrk({
+      baseUrl,
+      connections,
+      seconds,
+      requests: wrkRequests(w),
+      headers: { 'content-type': 'application/json', ...headers },
+      dir: scratchDir,
+      timeoutMs: seconds * 1_000 + 30_000,
+    });
+    const percentiles = new Map([
+      [0.5, r.p50Ms],
+      [0.99, r.p99Ms],
+    ]);
+    return { requests: r.ok, bad: r.bad, seconds: r.seconds, hist: { percentile: (q) => percentiles.get(q) ?? NaN } };
+  }
   const hist = new LatencyHistogram();
   let instance: autocannon.Instance | undefined;
   const done = new Promise<autocannon.Result>((resolve, reject) => {
@@ -384,7 +442,7 @@ function table(cells: Cell[], etcdVersion: string): string {
   const errors = cells.filter((c) => c.ours.some((o) => o.run.bad > 0) || c.theirs.bad + c.etcd3.bad + c.h2.bad > 0);
   return [
     `machine: ${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM; node ${process.version}, etcd ${etcdVersion}`,
-    `run: ${SECONDS} s per cell after ${WARMUP_SECONDS} s warm-up per workload and target; autocannon pipelining 1; latencies in ms;`,
+    `run: ${SECONDS} s per cell after ${WARMUP_SECONDS} s warm-up per workload and target; load: ${LOADER === 'wrk' ? 'wrk (1 thread)' : 'autocannon'}, pipelining 1; latencies in ms;`,
     '  this gateway with access control (bearer token, key grants), validation and metrics on, LOG_LEVEL=warn',
     '',
     ...columns(
@@ -418,6 +476,7 @@ async function main(): Promise<void> {
   const bin = findEtcdBinary();
   if (!bin) throw new Error('no etcd binary: set ETCD_BIN or put etcd on PATH');
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'etcd-bench-kv-'));
+  scratchDir = dataDir;
   let etcd: EtcdProcess | undefined;
   const gateways: Gateway[] = [];
   let client: EtcdClient | undefined;
@@ -430,7 +489,7 @@ async function main(): Promise<void> {
   }, OVERALL_TIMEOUT_MS);
   overall.unref();
   try {
-    log(`starting etcd (${bin})`);
+    log(`starting etcd (${bin}); HTTP load from ${LOADER}`);
     etcd = await startEtcd({ bin, dataDir });
     const etcdPid = etcd.pid;
     if (etcdPid === undefined) throw new Error('etcd has no pid');
