@@ -149,6 +149,22 @@ describe('gateway access control', () => {
     await refused('reader-token', '/v3/kv/put', { key: b64('app/r'), value: b64('4') }, 403, /may not write/);
   });
 
+  it('a token rotated in the file is refused at once, though it was proven (and remembered) before', async () => {
+    const range = { key: b64('app/r') };
+    for (let i = 0; i < 3; i++) assert.equal((await gw.post('/v3/kv/range', range, bearer('reader-token'))).status, 200);
+    fs.writeFileSync(file, accessFile(['read']).replace(sha('reader-token'), sha('rotated-token')));
+    try {
+      assert.equal(policy.reload(), true);
+      await refused('reader-token', '/v3/kv/range', range, 401, 'gateway: invalid gateway token');
+      assert.equal((await gw.post('/v3/kv/range', range, bearer('rotated-token'))).status, 200);
+      // A wrong token is never remembered: it keeps getting 401, however often it is tried.
+      for (let i = 0; i < 3; i++) await refused('reader-token', '/v3/kv/range', range, 401, 'gateway: invalid gateway token');
+    } finally {
+      fs.writeFileSync(file, accessFile(['read']));
+      policy.reload();
+    }
+  });
+
   it('rejects access files that are wrong, saying where', () => {
     const cases: [string, RegExp][] = [
       ['nothing: here', /"clients" list/],
