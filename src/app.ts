@@ -123,11 +123,7 @@ export function buildGateway(opts: AppOptions): Gateway {
   const keepalive = new KeepAliveHub(opts.etcd, opts.etcd.options.requestTimeoutMs);
   const limits = { maxConnections: streams.maxWatchConnections, sendBufferBytes: streams.sendBufferBytes };
   const metrics = new Metrics({ hub, keepalive });
-  opts.etcd.observer = (service, method, code, seconds) => {
-    const labels = { service, method, code: String(code) };
-    metrics.etcdDuration.observe(labels, seconds);
-    if (code !== 0) metrics.etcdErrors.inc(labels);
-  };
+  opts.etcd.observer = (service, method, code, seconds) => metrics.etcdCall(service, method, code, seconds);
   const guard = opts.access ? accessGuard(opts.access) : undefined;
   const handlers = handlerTable(opts.etcd, { hub, keepalive, spec, limits, maxBodyBytes: opts.maxBodyBytes, metrics, guard }, opts.lockWaitMs);
   const log = opts.logger ?? pino({ level: 'silent' });

@@ -54,6 +54,9 @@ describe('probes and metrics', () => {
     const puts = metricValue(before, 'gateway_http_requests_total', 'route="KV_Put",method="POST",status="200"') ?? 0;
     for (let i = 0; i < 3; i++) await gw.post('/v3/kv/put', { key: b64(`m/${i}`), value: b64('v') });
     await gw.post('/v3/kv/put', { key: 'bad base64!' });
+    // A put that etcd refuses (no such lease: gRPC code 5) is an etcd call that failed.
+    const leaseErrors = metricValue(before, 'gateway_etcd_errors_total', 'service="KV",method="Put",code="5"') ?? 0;
+    assert.equal((await gw.post('/v3/kv/put', { key: b64('m/leased'), value: b64('v'), lease: '987654321' })).status, 404);
     await gw.post('/v3/lease/grant', { TTL: 30, ID: 4242 });
     await gw.post('/v3/lease/keepalive', { ID: 4242 });
     const w = await wsWatch(gw.wsUrl);
@@ -67,6 +70,9 @@ describe('probes and metrics', () => {
       assert.ok((metricValue(text, 'gateway_http_requests_total', 'route="KV_Put",method="POST",status="400"') ?? 0) >= 1);
       assert.ok((metricValue(text, 'gateway_http_request_duration_seconds_count', 'route="KV_Put"') ?? 0) >= puts + 5);
       assert.ok((metricValue(text, 'gateway_etcd_request_duration_seconds_count', 'service="KV",method="Put",code="0"') ?? 0) >= 4);
+      assert.equal(metricValue(text, 'gateway_etcd_errors_total', 'service="KV",method="Put",code="5"'), leaseErrors + 1);
+      assert.ok((metricValue(text, 'gateway_etcd_request_duration_seconds_count', 'service="KV",method="Put",code="5"') ?? 0) >= 1);
+      assert.equal(metricValue(text, 'gateway_etcd_errors_total', 'service="KV",method="Put",code="0"'), undefined, 'successes are not errors');
       assert.equal(metricValue(text, 'gateway_watches'), 1);
       assert.equal(metricValue(text, 'gateway_websocket_connections'), 1);
       assert.ok((metricValue(text, 'gateway_watch_events_delivered_total') ?? 0) >= 1);

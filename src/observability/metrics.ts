@@ -69,6 +69,23 @@ export class Metrics {
     child.duration.observe(seconds);
   }
 
+  /** Labelled children by service/method/code, for the same reason. */
+  private readonly etcdChildren = new Map<string, { duration: { observe(v: number): void }; errors?: { inc(): void } }>();
+
+  /** One unary call to etcd finished (code 0) or failed (its gRPC code). */
+  etcdCall(service: string, method: string, code: number, seconds: number): void {
+    const key = `${service} ${method} ${code}`;
+    let child = this.etcdChildren.get(key);
+    if (!child) {
+      const labels = [service, method, String(code)] as const;
+      child = { duration: this.etcdDuration.labels(...labels), errors: code !== 0 ? this.etcdErrors.labels(...labels) : undefined };
+      // Services and methods are the gateway's own, codes are gRPC's 17: bounded, but kept so anyway.
+      if (this.etcdChildren.size < 10_000) this.etcdChildren.set(key, child);
+    }
+    child.duration.observe(seconds);
+    child.errors?.inc();
+  }
+
   constructor(streams: { hub: WatchHub; keepalive: KeepAliveHub }) {
     collectDefaultMetrics({ register: this.registry });
     const { hub, keepalive } = streams;

@@ -62,7 +62,8 @@ function describe(range: KeyRange): string {
 function covers(grant: Grant, range: KeyRange): boolean {
   if (grant.prefix.length === 0) return true;
   const { key, end } = range;
-  if (!end || end.length === 0) return key.subarray(0, grant.prefix.length).equals(grant.prefix);
+  const n = grant.prefix.length;
+  if (!end || end.length === 0) return key.length >= n && key.compare(grant.prefix, 0, n, 0, n) === 0;
   if (end.length === 1 && end[0] === 0) return false; // up to the end of the keyspace
   if (Buffer.compare(key, grant.prefix) < 0) return false;
   return grant.end === undefined || Buffer.compare(end, grant.end) <= 0;
@@ -201,8 +202,8 @@ export class AccessControl {
   /** Throws 403 (code 7) naming what was refused unless every requirement is granted. */
   authorize(client: Client, operationId: string, req: GrpcMessage): void {
     for (const need of requirements(operationId, req)) {
+      if (client.grants.some((g) => g.rights.has(need.right) && (!need.range || covers(g, need.range)))) continue;
       const granted = client.grants.filter((g) => g.rights.has(need.right));
-      if (!need.range ? granted.length > 0 : granted.some((g) => covers(g, need.range!))) continue;
       const what = need.range ? describe(need.range) : 'leases';
       const prefixes = granted.map((g) => g.label).join(', ') || 'none';
       throw new GatewayError(
