@@ -196,8 +196,15 @@ export class EtcdClient {
   }
 
   /** One unary gRPC call; rejects with a GatewayError carrying etcd's code and message. */
-  async unary<T = Record<string, unknown>>(service: Service, method: string, request: unknown, opts: CallOptions): Promise<T> {
+  unary<T = Record<string, unknown>>(service: Service, method: string, request: unknown, opts: CallOptions): Promise<T> {
+    // Not itself async: an async function returning a promise adds a promise and two turns of the
+    // microtask queue to every request.
     if (opts.metadata || !this.options.username) return this.unaryAttempts<T>(service, method, request, opts);
+    return this.unaryAsGateway<T>(service, method, request, opts);
+  }
+
+  /** A call with the gateway's own etcd credentials, signing in again once when etcd asks for it. */
+  private async unaryAsGateway<T>(service: Service, method: string, request: unknown, opts: CallOptions): Promise<T> {
     try {
       return await this.unaryAttempts<T>(service, method, request, { ...opts, metadata: this.gatewayToken });
     } catch (e) {
@@ -228,38 +235,46 @@ export class EtcdClient {
     return this.gatewayToken;
   }
 
+  /** The attempts of one call: the same request to each member in turn while it is a read or etcd
+   *  provably never saw it, within one deadline. One async function for all of it (the request encoded
+   *  once): the layers it replaced each cost a promise and a suspension per request. */
   private async unaryAttempts<T>(service: Service, method: string, request: unknown, opts: CallOptions): Promise<T> {
     const started = performance.now();
-    try {
-      const answer = await this.attempts<T>(service, method, request, opts);
-      this.observer?.(service, method, 0, (performance.now() - started) / 1000);
-      return answer;
-    } catch (e) {
-      this.observer?.(service, method, (e as { code?: number }).code ?? GrpcCode.UNKNOWN, (performance.now() - started) / 1000);
-      throw e;
-    }
-  }
-
-  private async attempts<T>(service: Service, method: string, request: unknown, opts: CallOptions): Promise<T> {
     const deadline = opts.deadline ?? Date.now() + this.options.requestTimeoutMs;
-    let lastError: UnaryError | undefined;
-    for (let attempt = 0; attempt < this.hosts.length; attempt++) {
-      const index = (this.current + attempt) % this.hosts.length;
-      try {
-        return (await this.callOnce(index, service, method, request, opts, deadline)) as T;
-      } catch (e) {
-        const err = e as UnaryError;
-        lastError = err;
-        // A member that did not answer (down, hung, cut off) is not asked first by the next request, even
-        // when this one is a write that may not be sent again: otherwise a hung member fails every write.
-        const memberFailed = err.code === GrpcCode.UNAVAILABLE || err.code === GrpcCode.DEADLINE_EXCEEDED;
-        if (memberFailed && this.current === index) this.current = (index + 1) % this.hosts.length;
-        // Only a read, or a request that provably never reached etcd, is sent to another member.
-        const retryable = err.code === GrpcCode.UNAVAILABLE && (opts.idempotent || err.neverSent === true);
-        if (!retryable || Date.now() >= deadline) break;
+    let lastError: unknown;
+    try {
+      const codec = this.definitions.methods.get(`${service}.${method}`);
+      if (!codec) throw new Error(`no gRPC method ${service}.${method}`);
+      let headers: Record<string, string> | undefined;
+      if (opts.metadata) {
+        for (const [k, v] of Object.entries(opts.metadata.getMap())) if (typeof v === 'string') (headers ??= {})[k] = v;
       }
+      const message = codec.serialize(request);
+      for (let attempt = 0; attempt < this.hosts.length; attempt++) {
+        const index = (this.current + attempt) % this.hosts.length;
+        try {
+          const answer = codec.deserialize(await this.channels[index].call(codec.path, message, headers, deadline, opts.signal)) as T;
+          this.observer?.(service, method, 0, (performance.now() - started) / 1000);
+          return answer;
+        } catch (e) {
+          const err = e as UnaryError;
+          lastError = err;
+          // A member that did not answer (down, hung, cut off) is not asked first by the next request, even
+          // when this one is a write that may not be sent again: otherwise a hung member fails every write.
+          const memberFailed = err.code === GrpcCode.UNAVAILABLE || err.code === GrpcCode.DEADLINE_EXCEEDED;
+          if (memberFailed && this.current === index) this.current = (index + 1) % this.hosts.length;
+          // Only a read, or a request that provably never reached etcd, is sent to another member.
+          const retryable = err.code === GrpcCode.UNAVAILABLE && (opts.idempotent || err.neverSent === true);
+          if (!retryable || Date.now() >= deadline) break;
+        }
+      }
+    } catch (e) {
+      // The request could not be encoded (or named no method): no member was asked.
+      lastError = e;
     }
-    throw Object.assign(fromGrpcError(lastError), { cause: lastError });
+    const failure = Object.assign(fromGrpcError(lastError), { cause: lastError as UnaryError | undefined });
+    this.observer?.(service, method, failure.code ?? GrpcCode.UNKNOWN, (performance.now() - started) / 1000);
+    throw failure;
   }
 
   /** A service client on one member; lock and election ride on the member's existing channel. */
@@ -277,17 +292,6 @@ export class EtcdClient {
       this.ownClients.set(key, client);
     }
     return client;
-  }
-
-  private async callOnce(host: number, service: Service, method: string, request: unknown, opts: CallOptions, deadline: number): Promise<unknown> {
-    const codec = this.definitions.methods.get(`${service}.${method}`);
-    if (!codec) throw new Error(`no gRPC method ${service}.${method}`);
-    let headers: Record<string, string> | undefined;
-    if (opts.metadata) {
-      for (const [k, v] of Object.entries(opts.metadata.getMap())) if (typeof v === 'string') (headers ??= {})[k] = v;
-    }
-    const answer = await this.channels[host].call(codec.path, codec.serialize(request), headers, deadline, opts.signal);
-    return codec.deserialize(answer);
   }
 
   /** Opens a bidirectional stream (Watch.Watch, Lease.LeaseKeepAlive) on the current member. The caller
