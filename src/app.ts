@@ -14,7 +14,7 @@ import { keepAliveRoute, serverStreamRoute } from './api/stream-routes';
 import { KeepAliveHub } from './streams/keepalive';
 import { gatewayHandlers, type HttpHandler } from './api/gateway';
 import type { Guard, UnaryHandler } from './api/context';
-import { API_PREFIX, methodNotAllowed, notFound, rawJsonResponse, sendError, unaryRoute, type Route } from './api/router';
+import { API_PREFIX, REQUEST_ID, methodNotAllowed, notFound, rawJsonResponse, sendError, unaryRoute, type Route } from './api/router';
 import { MessageCodec, watchRoute, type StreamLimits } from './api/watch';
 import type { EtcdClient } from './etcd/client';
 import { WatchHub } from './streams/watch-hub';
@@ -195,10 +195,13 @@ export function buildGateway(opts: AppOptions): Gateway {
     const started = performance.now();
     const given = req.headers['x-request-id'];
     const id = (typeof given === 'string' && given.slice(0, 128)) || randomUUID();
-    res.setHeader('X-Request-Id', id);
     const path = requestPath(req.url ?? '/');
     const m = API_PREFIX.exec(path);
     const apiPath = m ? `/v3${m[1]}` : undefined;
+    // API POSTs carry the id to where their headers are written (see REQUEST_ID); everything else
+    // (express's routes, CORS preflights, 405s) gets it as a header now.
+    if (apiPath !== undefined && req.method === 'POST') (res as ServerResponse & { [REQUEST_ID]?: string })[REQUEST_ID] = id;
+    else res.setHeader('X-Request-Id', id);
     const route = routeOf.get(apiPath ?? path) ?? 'other';
     const method = req.method ?? '';
     let recorded = false;

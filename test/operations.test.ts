@@ -48,6 +48,35 @@ describe('probes and metrics', () => {
     }
   });
 
+  it('every answer carries an X-Request-Id: the client\'s, or a new one; unary, errors, streams, probes', async () => {
+    const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+    const post = (p: string, body: string, headers: Record<string, string> = {}): Promise<Response> =>
+      fetch(`${gw.url}${p}`, { method: 'POST', body, headers, signal: AbortSignal.timeout(5_000) });
+    const answers: Array<[string, Response]> = [
+      ['unary 200', await post('/v3/kv/put', JSON.stringify({ key: b64('rid/a'), value: b64('v') }))],
+      ['unary 400', await post('/v3/kv/put', '{"key": 1}')],
+      ['etcd error 404', await post('/v3/kv/put', JSON.stringify({ key: b64('rid/b'), value: b64('v'), lease: '987654321' }))],
+      ['no such route', await post('/v3/nope', '{}')],
+      ['method not allowed', await fetch(`${gw.url}/v3/kv/range`, { signal: AbortSignal.timeout(5_000) })],
+      ['keepalive stream', await post('/v3/lease/keepalive', JSON.stringify({ ID: '1' }))],
+      ['probe', await fetch(`${gw.url}/health`, { signal: AbortSignal.timeout(5_000) })],
+    ];
+    for (const [what, answer] of answers) {
+      await answer.arrayBuffer();
+      assert.match(answer.headers.get('x-request-id') ?? '', UUID, what);
+    }
+    const watch = new AbortController();
+    const stream = await fetch(`${gw.url}/v3/watch`, { method: 'POST', body: JSON.stringify({ create_request: { key: b64('rid/') } }), signal: watch.signal });
+    assert.match(stream.headers.get('x-request-id') ?? '', UUID, 'watch stream');
+    watch.abort();
+    await stream.arrayBuffer().catch(() => undefined);
+    const given = await post('/v3/kv/range', JSON.stringify({ key: b64('rid/a') }), { 'X-Request-Id': 'mine-1' });
+    assert.equal(given.headers.get('x-request-id'), 'mine-1');
+    assert.equal(((await given.json()) as { count: string }).count, '1');
+    const ids = answers.map(([, a]) => a.headers.get('x-request-id'));
+    assert.equal(new Set(ids).size, ids.length, 'each request its own id');
+  });
+
   it('counts requests by operation and status, etcd calls, connections, watches, events and keepalives', async () => {
     const scrape = async (): Promise<string> => (await fetch(`${gw.url}/metrics`)).text();
     const before = await scrape();

@@ -8,7 +8,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Operation } from './openapi';
 import { etcdMetadata, type Guard } from './context';
-import { readJsonSequence, sendError, type Route } from './router';
+import { readJsonSequence, sendError, stampRequestId, type Route } from './router';
 import { streamError, type MessageCodec } from './watch';
 import type { KeepAliveHub } from '../streams/keepalive';
 import type { EtcdClient, Service } from '../etcd/client';
@@ -16,6 +16,7 @@ import { fromGrpcError, httpStatusFromGrpcCode, invalidArgument } from '../error
 
 function startStream(res: ServerResponse): void {
   if (res.headersSent) return;
+  stampRequestId(res);
   res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' });
 }
 
@@ -99,6 +100,7 @@ export function serverStreamRoute(
         // error envelope, with the HTTP status of its gRPC code.
         if (!res.headersSent) {
           const body = streamError(err);
+          stampRequestId(res);
           res.writeHead(httpStatusFromGrpcCode(fromGrpcError(err).code), { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
           res.end(body);
           return;

@@ -7,7 +7,7 @@ import { etcdMetadata, type GrpcMessage, type Guard } from './context';
 import { decode, encode, normalizeNames } from '../codec/codec';
 import type { ObjectShape } from '../codec/shape';
 import { GatewayError, GrpcCode, httpStatusFromGrpcCode, invalidArgument, fromGrpcError } from '../errors';
-import { readJsonSequence, sendError, type Route } from './router';
+import { readJsonSequence, sendError, stampRequestId, type Route } from './router';
 import type { WatchHub, WatchConnection } from '../streams/watch-hub';
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 
@@ -85,6 +85,7 @@ export function watchRoute(operation: Operation, hub: WatchHub, codec: MessageCo
         sendError(res, err);
         return;
       }
+      stampRequestId(res);
       res.setHeader('Content-Type', 'application/json');
       res.setHeader('Cache-Control', 'no-store');
       req.socket.setNoDelay(true);
