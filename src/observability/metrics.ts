@@ -16,7 +16,7 @@ export class Metrics {
   });
   readonly httpDuration = new Histogram({
     name: 'gateway_http_request_duration_seconds',
-    help: 'Time from request to the end of the answer (for streams: to the first message), by operation',
+    help: 'Time from request to the end of the answer (for streams: to the end of the stream), by operation',
     labelNames: ['route'] as const,
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [this.registry],
