@@ -14,7 +14,7 @@ import { keepAliveRoute, serverStreamRoute } from './api/stream-routes';
 import { KeepAliveHub } from './streams/keepalive';
 import { gatewayHandlers, type HttpHandler } from './api/gateway';
 import type { Guard, UnaryHandler } from './api/context';
-import { API_PREFIX, REQUEST_ID, methodNotAllowed, notFound, rawJsonResponse, sendError, unaryRoute, type Route } from './api/router';
+import { API_PREFIX, keepRequestId, methodNotAllowed, notFound, rawJsonResponse, sendError, unaryRoute, type Route } from './api/router';
 import { MessageCodec, watchRoute, type StreamLimits } from './api/watch';
 import type { EtcdClient } from './etcd/client';
 import { WatchHub } from './streams/watch-hub';
@@ -198,9 +198,9 @@ export function buildGateway(opts: AppOptions): Gateway {
     const path = requestPath(req.url ?? '/');
     const m = API_PREFIX.exec(path);
     const apiPath = m ? `/v3${m[1]}` : undefined;
-    // API POSTs carry the id to where their headers are written (see REQUEST_ID); everything else
+    // API POSTs carry the id to where their headers are written (keepRequestId); everything else
     // (express's routes, CORS preflights, 405s) gets it as a header now.
-    if (apiPath !== undefined && req.method === 'POST') (res as ServerResponse & { [REQUEST_ID]?: string })[REQUEST_ID] = id;
+    if (apiPath !== undefined && req.method === 'POST') keepRequestId(res, id);
     else res.setHeader('X-Request-Id', id);
     const route = routeOf.get(apiPath ?? path) ?? 'other';
     const method = req.method ?? '';

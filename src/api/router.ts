@@ -26,8 +26,13 @@ export interface Route {
  *  puts it in its header list and streams call stampRequestId. Setting it up front with setHeader made
  *  Node build a header object for every response and merge writeHead's headers into it, 2–5 µs a
  *  request; with a plain list and nothing set before, writeHead takes the list as it is. */
-export const REQUEST_ID = Symbol('X-Request-Id');
+const REQUEST_ID = Symbol('X-Request-Id');
 type WithRequestId = ServerResponse & { [REQUEST_ID]?: string };
+
+/** Keeps an API request's id on its response, for sendJson or stampRequestId to write. */
+export function keepRequestId(res: ServerResponse, id: string): void {
+  (res as WithRequestId)[REQUEST_ID] = id;
+}
 
 /** Sets a kept X-Request-Id as an ordinary header, for answers whose headers are not written by sendJson. */
 export function stampRequestId(res: ServerResponse): void {
@@ -38,11 +43,9 @@ export function stampRequestId(res: ServerResponse): void {
 export function sendJson(res: ServerResponse, status: number, body: unknown, extraHeaders?: Record<string, string>): void {
   const text = JSON.stringify(body);
   if (unreadBodies.has(res.req)) res.shouldKeepAlive = false;
+  const headers = ['Content-Type', 'application/json', 'Content-Length', String(Buffer.byteLength(text))];
   const id = (res as WithRequestId)[REQUEST_ID];
-  const headers =
-    id === undefined
-      ? ['Content-Type', 'application/json', 'Content-Length', String(Buffer.byteLength(text))]
-      : ['X-Request-Id', id, 'Content-Type', 'application/json', 'Content-Length', String(Buffer.byteLength(text))];
+  if (id !== undefined) headers.push('X-Request-Id', id);
   if (extraHeaders) for (const name in extraHeaders) headers.push(name, extraHeaders[name]);
   res.writeHead(status, headers);
   res.end(text);
