@@ -13,8 +13,9 @@ import { lockHandlers } from './api/lock';
 import { keepAliveRoute, serverStreamRoute } from './api/stream-routes';
 import { KeepAliveHub } from './streams/keepalive';
 import { gatewayHandlers, type HttpHandler } from './api/gateway';
-import type { Guard, UnaryHandler } from './api/context';
+import type { Guard, RequestHead, UnaryHandler } from './api/context';
 import { API_PREFIX, keepRequestId, methodNotAllowed, notFound, rawJsonResponse, sendError, unaryRoute, type Route } from './api/router';
+import { FastLane, type LaneRoute, type LaneStats } from './fast-lane';
 import { MessageCodec, watchRoute, type StreamLimits } from './api/watch';
 import type { EtcdClient } from './etcd/client';
 import { WatchHub } from './streams/watch-hub';
@@ -27,7 +28,7 @@ import { randomUUID } from 'node:crypto';
 import pino, { type Logger } from 'pino';
 import { Metrics } from './observability/metrics';
 import { cors } from './security/cors';
-import { rateLimit } from './security/rate-limit';
+import { rateLimit, type RateLimited } from './security/rate-limit';
 import { accessGuard, type AccessPolicy } from './security/access';
 
 export interface StreamSettings {
@@ -72,8 +73,10 @@ export interface Gateway {
   hub: WatchHub;
   keepalive: KeepAliveHub;
   metrics: Metrics;
-  /** Adds the WebSocket endpoints to the server the app is mounted on. */
+  /** Adds the WebSocket endpoints and the fast lane (plain HTTP) to the server the app is mounted on. */
   attach(server: http.Server): void;
+  /** What the fast lane did, once attached to a plain-HTTP server (undefined otherwise). */
+  laneStats(): LaneStats | undefined;
   /** Ends HTTP streams, closes WebSockets (1001) and every etcd stream; unary requests in flight go on. */
   close(): void;
 }
@@ -138,10 +141,10 @@ export function buildGateway(opts: AppOptions): Gateway {
   for (const op of spec.operations) for (const p of [op.path, ...op.aliases]) routeOf.set(p, op.operationId);
 
   const corsCheck = opts.corsOrigins?.length ? cors(opts.corsOrigins) : undefined;
-  let limit: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
+  let limit: ((req: RequestHead) => RateLimited | undefined) | undefined;
   if (opts.rateLimit?.rate) {
     // A client is its access-control identity when there is one, else its address.
-    const clientOf = (req: IncomingMessage): string => {
+    const clientOf = (req: RequestHead): string => {
       try {
         if (opts.access) return `client:${opts.access.clientOf(req).name}`;
       } catch {
@@ -153,13 +156,24 @@ export function buildGateway(opts: AppOptions): Gateway {
   }
 
   const apiRoutes = new Map<string, Route>();
+  /** The unary routes under every API prefix, for the fast lane. */
+  const laneRoutes = new Map<string, LaneRoute>();
   for (const op of spec.operations) {
     if (op.method === 'post') {
       const stream = handlers.stream[op.operationId];
       const unary = handlers.unary[op.operationId];
       if (op.stream ? !stream : !unary) throw new Error(`no handler for operation ${op.operationId}`);
-      const route = op.stream ? stream(op) : unaryRoute(spec, op, unary, opts.etcd, opts.maxBodyBytes, guard);
-      for (const p of [op.path, ...op.aliases]) apiRoutes.set(p, route);
+      if (op.stream) {
+        const route = stream(op);
+        for (const p of [op.path, ...op.aliases]) apiRoutes.set(p, route);
+      } else {
+        const route = unaryRoute(spec, op, unary, opts.etcd, opts.maxBodyBytes, guard);
+        const lane: LaneRoute = { operationId: op.operationId, call: route.call };
+        for (const p of [op.path, ...op.aliases]) {
+          apiRoutes.set(p, route);
+          for (const prefix of ['/v3', '/v3beta', '/v3alpha']) laneRoutes.set(`${prefix}${p.slice(3)}`, lane);
+        }
+      }
     } else {
       const handler = handlers.http[op.operationId];
       if (!handler) throw new Error(`no handler for operation ${op.operationId}`);
@@ -170,7 +184,8 @@ export function buildGateway(opts: AppOptions): Gateway {
 
   /** An API request (a path under /v3/, /v3beta/ or /v3alpha/): served here, without express. */
   const serveApi = (req: IncomingMessage, res: ServerResponse, apiPath: string): void => {
-    if (limit?.(req, res)) return;
+    const limited = limit?.(req);
+    if (limited) return sendError(res, limited.error, limited.headers);
     const route = apiRoutes.get(apiPath);
     if (!route) return sendError(res, notFound(req));
     if (req.method !== 'POST') return sendError(res, methodNotAllowed(req, 'POST'), { Allow: 'POST' });
@@ -189,6 +204,12 @@ export function buildGateway(opts: AppOptions): Gateway {
     void route.serve(req, res);
   };
 
+  /** A request's metrics and log line, once answered (or its client gone: 499). */
+  const record = (route: string, method: string, status: number, seconds: number, id: string): void => {
+    metrics.request(route, method, status, seconds);
+    if (logRequests) log.info({ reqId: id, method, route, status, ms: Math.round(seconds * 1e4) / 10 }, 'request');
+  };
+
   // Every request: an id (the client's X-Request-Id or a new one), a log line and metrics when done;
   // then CORS, and the API routes (looked up in one map) or express for everything else.
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
@@ -205,16 +226,13 @@ export function buildGateway(opts: AppOptions): Gateway {
     const route = routeOf.get(apiPath ?? path) ?? 'other';
     const method = req.method ?? '';
     let recorded = false;
-    const record = (): void => {
+    const done = (): void => {
       if (recorded) return;
       recorded = true;
-      const seconds = (performance.now() - started) / 1000;
-      const status = res.headersSent ? res.statusCode : 499;
-      metrics.request(route, method, status, seconds);
-      if (logRequests) log.info({ reqId: id, method, route, status, ms: Math.round(seconds * 1e4) / 10 }, 'request');
+      record(route, method, res.headersSent ? res.statusCode : 499, (performance.now() - started) / 1000, id);
     };
-    res.once('finish', record);
-    res.once('close', record);
+    res.once('finish', done);
+    res.once('close', done);
     // Before any route, so that every answer gets its CORS headers and no API request escapes the limit.
     if (corsCheck?.(req, res)) return;
     if (apiPath !== undefined) serveApi(req, res, apiPath);
@@ -241,6 +259,7 @@ export function buildGateway(opts: AppOptions): Gateway {
   app.use((req, res) => sendError(res, notFound(req)));
 
   let sockets: { close(): void } | undefined;
+  let fastLane: FastLane | undefined;
   return {
     handler,
     app,
@@ -250,6 +269,18 @@ export function buildGateway(opts: AppOptions): Gateway {
     attach(server) {
       const maxConnections = opts.maxConnections ?? 10_000;
       let connections = 0;
+      fastLane = FastLane.install(server, {
+        route: (path) => laneRoutes.get(path),
+        leaveToNode: (headers) => corsCheck !== undefined && headers.origin !== undefined,
+        admit: (req) => {
+          const limited = limit?.(req);
+          if (limited) return limited;
+          guard?.(req);
+          return undefined;
+        },
+        record: (route, status, seconds, id) => record(route, 'POST', status, seconds, id),
+        maxBodyBytes: opts.maxBodyBytes,
+      });
       server.on('connection', (socket: Socket) => {
         connections++;
         metrics.openConnections.inc();
@@ -259,7 +290,15 @@ export function buildGateway(opts: AppOptions): Gateway {
         });
         if (connections > maxConnections) {
           socket.end(rawJsonResponse(new GatewayError(GrpcCode.UNAVAILABLE, `gateway: too many connections (limit ${maxConnections})`)));
+          if (fastLane) {
+            // No HTTP parser reads it: what the client still sends is dropped, so its end is seen and the
+            // socket closes.
+            socket.on('error', () => socket.destroy());
+            socket.resume();
+          }
+          return;
         }
+        fastLane?.adopt(socket);
       });
       // Requests the HTTP parser refuses (a head over MAX_HEADER_BYTES, garbage) get a JSON answer too.
       server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
@@ -286,6 +325,7 @@ export function buildGateway(opts: AppOptions): Gateway {
         maxMessageBytes: opts.maxBodyBytes,
       });
     },
+    laneStats: () => fastLane?.stats,
     close() {
       sockets?.close();
       for (const res of openStreams) res.end();

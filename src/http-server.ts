@@ -25,7 +25,7 @@ export interface ServerLimits {
 
 /** How often Node looks for requests over their timeouts: a tenth of the shorter one, between 100 ms
  *  and 1 s (Node's default, 30 s, would let a 10 s timeout run to 40 s). */
-export function checkingIntervalMs(limits: ServerLimits): number {
+export function checkingIntervalMs(limits: Pick<ServerLimits, 'headersTimeoutMs' | 'requestReadTimeoutMs'>): number {
   const set = [limits.headersTimeoutMs, limits.requestReadTimeoutMs].filter((t) => t > 0);
   if (set.length === 0) return 1_000;
   return Math.min(1_000, Math.max(100, Math.floor(Math.min(...set) / 10)));
@@ -62,6 +62,15 @@ export function checkRequests(app: http.RequestListener): http.RequestListener {
   };
 }
 
+/** The 408 of a request not received in time (Node's timeouts, or the fast lane's). */
+export function requestTimedOut(headersTimeoutMs: number, requestTimeoutMs: number): GatewayError {
+  return new GatewayError(
+    GrpcCode.CANCELLED,
+    `request not received in time (HEADERS_TIMEOUT_MS ${headersTimeoutMs} ms for the head, REQUEST_READ_TIMEOUT_MS ${requestTimeoutMs} ms for all of it)`,
+    408,
+  );
+}
+
 /** Timeouts and JSON answers on the server. Call before the app attaches its own listeners, so a
  *  timed-out request gets its 408 here first (the app's clientError handler then finds the socket
  *  already ended and only destroys it). */
@@ -78,15 +87,7 @@ export function hardenServer(server: http.Server, limits: ServerLimits): void {
       socket.destroy();
       return;
     }
-    socket.end(
-      rawJsonResponse(
-        new GatewayError(
-          GrpcCode.CANCELLED,
-          `request not received in time (HEADERS_TIMEOUT_MS ${limits.headersTimeoutMs} ms for the head, REQUEST_READ_TIMEOUT_MS ${limits.requestReadTimeoutMs} ms for all of it)`,
-          408,
-        ),
-      ),
-    );
+    socket.end(rawJsonResponse(requestTimedOut(limits.headersTimeoutMs, limits.requestReadTimeoutMs)));
   });
   // Without a listener Node answers an unknown Expect with an empty 417, and drops CONNECT silently.
   server.on('checkExpectation', (req: http.IncomingMessage, res: http.ServerResponse) => {

@@ -48,9 +48,13 @@ const METADATA_VALUE = /^[ -~]*$/;
 
 export type GrpcMessage = Record<string, unknown>;
 
+/** What access control and the rate limit look at: a request's headers and its connection. Node's
+ *  IncomingMessage is one; so is a request read by the fast lane (src/fast-lane.ts). */
+export type RequestHead = Pick<IncomingMessage, 'headers' | 'socket'>;
+
 /** Access control: throws 401 unless the request proves who its client is and, given an operation and
  *  its decoded request, 403 unless that client may do it. Absent: everyone may do everything. */
-export type Guard = (req: IncomingMessage, operationId?: string, request?: GrpcMessage) => void;
+export type Guard = (req: RequestHead, operationId?: string, request?: GrpcMessage) => void;
 
 /** A unary API operation: decoded gRPC request in, gRPC response out. */
 export type UnaryHandler = (request: GrpcMessage, ctx: RequestContext) => Promise<GrpcMessage>;

@@ -9,11 +9,10 @@
 
 import fs from 'node:fs';
 import crypto from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import YAML from 'yaml';
 import { GatewayError, GrpcCode } from '../errors';
-import type { GrpcMessage } from '../api/context';
+import type { Guard, GrpcMessage, RequestHead } from '../api/context';
 
 export const RIGHTS = ['read', 'write', 'watch', 'lease', 'lock', 'election', 'admin'] as const;
 export type Right = (typeof RIGHTS)[number];
@@ -173,7 +172,7 @@ export class AccessControl {
   }
 
   /** The client a request comes from; throws 401 when it proves no identity. */
-  identify(req: IncomingMessage): Client {
+  identify(req: RequestHead): Client {
     const auth = req.headers.authorization;
     if (typeof auth === 'string' && auth.startsWith('Bearer ')) {
       const token = auth.slice(7);
@@ -215,7 +214,7 @@ export class AccessControl {
 }
 
 /** The check routes run: who is asking (401) and, given an operation, whether it may (403). */
-export function accessGuard(policy: AccessPolicy): (req: IncomingMessage, operationId?: string, request?: GrpcMessage) => void {
+export function accessGuard(policy: AccessPolicy): Guard {
   return (req, operationId, request) => {
     const client = policy.clientOf(req);
     if (operationId && request) policy.current.authorize(client, operationId, request);
@@ -244,8 +243,8 @@ export class AccessPolicy {
   /** A request is identified once (the rate limit and every check after it share the answer); its
    *  gateway token is then removed so it never reaches etcd as an etcd token (which etcd would refuse
    *  with 401). Throws 401 when the request proves no identity. */
-  clientOf(req: IncomingMessage): Client {
-    const tagged = req as IncomingMessage & { [IDENTIFIED]?: Client };
+  clientOf(req: RequestHead): Client {
+    const tagged = req as RequestHead & { [IDENTIFIED]?: Client };
     let client = tagged[IDENTIFIED];
     if (!client) {
       client = this.current.identify(req);

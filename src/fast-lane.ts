@@ -1,0 +1,495 @@
+// The fast lane: plain-HTTP connections are read here first, and the requests that make up nearly all
+// of the gateway's traffic (a POST to a unary API route, with a Content-Length body, nothing unusual in
+// its head) are served without Node's HTTP machinery. Measured: Node's parser, IncomingMessage,
+// ServerResponse and their events cost a gateway with nothing else to do about 15 % of its throughput
+// (README, Performance).
+//
+// Anything else is handed to Node's own HTTP server, with the connection, for the rest of the
+// connection's life: the first request that is not plainly one of these (another method or route, a
+// chunked, compressed or oversized body, Expect, Upgrade, HTTP/1.0, a duplicate or malformed header, a
+// head that is not strictly well-formed) and everything after it are parsed by Node, exactly as
+// without the lane — refusals, 100-continue, WebSockets, streams and the limits tested there included.
+// The lane itself only accepts what it can serve identically: a strict subset of HTTP/1.1.
+//
+// What the lane keeps from Node's server, read from the server's own settings: the head size limit
+// (maxHeaderSize), the head and request read timeouts (408 in JSON), the keep-alive timeout,
+// pipelining (answers in order, at most MAX_PIPELINED waiting), backpressure from slow readers, and a
+// shutdown that answers what was received and then closes (closeIdleConnections / closeAllConnections).
+
+import http, { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
+import type { Socket } from 'node:net';
+import { randomUUID } from 'node:crypto';
+import { GatewayError, fromGrpcError } from './errors';
+import { Hangup, rawJsonResponse, type UnaryCall } from './api/router';
+import type { RequestHead } from './api/context';
+import { checkingIntervalMs, requestTimedOut } from './http-server';
+
+/** A route the lane may serve: a unary API operation. */
+export interface LaneRoute {
+  operationId: string;
+  call: UnaryCall;
+}
+
+export interface LaneHooks {
+  /** The unary API route at a request path (query string removed), if the lane may serve it. */
+  route(path: string): LaneRoute | undefined;
+  /** Whether Node must see this request (e.g. a browser's, when CORS is on). */
+  leaveToNode(headers: IncomingHttpHeaders): boolean;
+  /** The refusal of a request before its body is looked at (rate limit, who is asking), if any. */
+  admit(head: RequestHead): { error: unknown; headers?: Record<string, string> } | undefined;
+  /** Called once per request, answered or not (the client gone: 499). */
+  record(operationId: string, status: number, seconds: number, id: string): void;
+  maxBodyBytes: number;
+}
+
+/** Counts, for tests and the bench: requests the lane answered, connections it gave to Node. */
+export interface LaneStats {
+  served: number;
+  handedOver: number;
+}
+
+/** Requests read ahead of their answers on one connection; past it the connection is not read. */
+const MAX_PIPELINED = 32;
+/** More headers than this: Node decides (its limit and the 431 are in checkRequests). */
+const MAX_LANE_HEADERS = 64;
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** A header value the lane accepts: printable ASCII, spaces and tabs (obs-text and controls go to Node). */
+const VALUE = /^[\t\x20-\x7e]*$/;
+const TARGET = /^\/[\x21-\x7e]*$/;
+const DIGITS = /^[0-9]{1,15}$/;
+
+/** One request read by the lane, until its answer is written. */
+class Exchange {
+  status = 0;
+  text = '';
+  headers?: Record<string, string>;
+  readonly hangup = new Hangup();
+  constructor(
+    readonly operationId: string,
+    readonly id: string,
+    readonly started: number,
+  ) {}
+}
+
+/** Date header text, made once a second as Node does. */
+let dateText = '';
+let dateSecond = -1;
+function httpDate(): string {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateText = new Date(now).toUTCString();
+  }
+  return dateText;
+}
+
+/** The parsed head of a request the lane serves. */
+interface Head {
+  route: LaneRoute;
+  headers: IncomingHttpHeaders;
+  /** Bytes of the head, the blank line included. */
+  size: number;
+  bodySize: number;
+  close: boolean;
+}
+
+export class FastLane {
+  readonly stats: LaneStats = { served: 0, handedOver: 0 };
+  private readonly connections = new Set<LaneConnection>();
+  private sweeper?: NodeJS.Timeout;
+
+  constructor(
+    readonly server: http.Server,
+    readonly hooks: LaneHooks,
+    /** Node's own connection listener, which the lane hands connections to. */
+    private readonly nodeListener: (socket: Socket) => void,
+  ) {}
+
+  /** Takes over the plain-HTTP connections of `server`: its own 'connection' listener is removed and
+   *  called by the lane for the connections it hands over. Undefined for an https.Server (TLS sockets
+   *  are Node's) or when Node's listener is not where Node puts it. */
+  static install(server: http.Server, hooks: LaneHooks): FastLane | undefined {
+    if (!(server instanceof http.Server)) return undefined;
+    const listeners = server.listeners('connection');
+    const node = listeners[0] as ((this: http.Server, socket: Socket) => void) | undefined;
+    if (listeners.length !== 1 || node?.name !== 'connectionListener') return undefined;
+    server.removeListener('connection', node);
+    const lane = new FastLane(server, hooks, (socket) => node.call(server, socket));
+    const closeIdle = server.closeIdleConnections.bind(server);
+    const closeAll = server.closeAllConnections.bind(server);
+    server.closeIdleConnections = () => {
+      closeIdle();
+      lane.closeIdle();
+    };
+    server.closeAllConnections = () => {
+      closeAll();
+      lane.closeAll();
+    };
+    server.once('close', () => clearInterval(lane.sweeper));
+    return lane;
+  }
+
+  /** A new connection: read by the lane. */
+  adopt(socket: Socket): void {
+    const c = new LaneConnection(this, socket);
+    this.connections.add(c);
+    this.sweeper ??= setInterval(() => this.sweep(), checkingIntervalMs({ headersTimeoutMs: this.server.headersTimeout, requestReadTimeoutMs: this.server.requestTimeout }));
+    this.sweeper.unref();
+  }
+
+  forget(c: LaneConnection): void {
+    this.connections.delete(c);
+  }
+
+  handOver(socket: Socket): void {
+    this.stats.handedOver++;
+    this.nodeListener(socket);
+  }
+
+  get stopping(): boolean {
+    return !this.server.listening;
+  }
+
+  /** Keep-alive and read timeouts, checked every interval as Node checks its own. */
+  private sweep(): void {
+    const now = performance.now();
+    const { headersTimeout, requestTimeout, keepAliveTimeout } = this.server;
+    for (const c of this.connections) c.check(now, headersTimeout, requestTimeout, keepAliveTimeout);
+  }
+
+  private closeIdle(): void {
+    for (const c of this.connections) c.closeIfIdle();
+  }
+
+  private closeAll(): void {
+    for (const c of this.connections) c.destroy();
+  }
+}
+
+class LaneConnection {
+  /** Bytes received and not yet taken as requests, in arrival order. */
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  /** The head of the request being received, once it is complete. */
+  private head?: Head;
+  /** When the request being received began: its first byte, or the connection itself for the first
+   *  request (Node's head timeout also counts from there). */
+  private receivingSince = performance.now();
+  /** No request read yet. */
+  private fresh = true;
+  private idleSince = performance.now();
+  /** Requests read, in order; the front one's answer is written first. */
+  private readonly waiting: Exchange[] = [];
+  /** Node gets the connection once the answers still owed are written. */
+  private handingOver = false;
+  /** No more requests are read: the client asked to close, or ended its side, or the server stops. */
+  private closing = false;
+  private needDrain = false;
+  /** Inside read(): an answer ready at once (a refusal) is written, and the loop goes on from there. */
+  private reading = false;
+  private paused = false;
+  private done = false;
+
+  private readonly onData = (chunk: Buffer): void => {
+    if (this.buffered === 0 && !this.fresh) this.receivingSince = performance.now();
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    this.read();
+  };
+  private readonly onEnd = (): void => {
+    // The client sends no more. As Node's server does (httpAllowHalfOpen is off), the requests it is
+    // owed answers for are abandoned, their etcd calls cancelled, and the connection ends.
+    this.abandon();
+    this.done = true;
+    this.socket.end();
+  };
+  private readonly onDrain = (): void => {
+    this.needDrain = false;
+    this.flow();
+  };
+  private readonly onError = (): void => {
+    this.socket.destroy();
+  };
+  private readonly onClose = (): void => {
+    this.done = true;
+    this.lane.forget(this);
+    this.abandon();
+  };
+
+  constructor(
+    private readonly lane: FastLane,
+    private readonly socket: Socket,
+  ) {
+    socket.on('data', this.onData);
+    socket.on('end', this.onEnd);
+    socket.on('drain', this.onDrain);
+    socket.on('error', this.onError);
+    socket.on('close', this.onClose);
+  }
+
+  /** Answers never to be written: the client is gone; the etcd calls made for them are cancelled. */
+  private abandon(): void {
+    const now = performance.now();
+    for (const ex of this.waiting) {
+      ex.hangup.abort();
+      this.lane.hooks.record(ex.operationId, 499, (now - ex.started) / 1000, ex.id);
+    }
+    this.waiting.length = 0;
+  }
+
+  /** Takes every complete request from the bytes received. */
+  private read(): void {
+    if (this.lane.stopping) this.closing = true;
+    this.reading = true;
+    while (this.buffered > 0 && !this.handingOver && !this.closing && !this.done) {
+      if (this.waiting.length >= MAX_PIPELINED) break;
+      if (!this.head) {
+        const data = this.joined();
+        const end = data.indexOf('\r\n\r\n');
+        // Heads near Node's size limit are Node's to measure (and refuse with 431): the lane takes
+        // those of at most half of it.
+        const limit = ((this.lane.server as { maxHeaderSize?: number }).maxHeaderSize ?? http.maxHeaderSize) / 2;
+        if (end < 0 || end + 4 > limit) {
+          // Not complete: wait, unless it is already longer than the lane takes.
+          if (end >= 0 || data.length > limit) this.startHandOver();
+          break;
+        }
+        const head = this.parseHead(data, end + 4);
+        if (!head) {
+          this.startHandOver();
+          break;
+        }
+        this.head = head;
+      }
+      const need = this.head.size + this.head.bodySize;
+      if (this.buffered < need) break;
+      const data = this.joined();
+      const head = this.head;
+      this.head = undefined;
+      const body = data.subarray(head.size, need);
+      if (data.length === need) {
+        this.chunks = [];
+        this.buffered = 0;
+      } else {
+        this.chunks = [data.subarray(need)];
+        this.buffered = data.length - need;
+        this.receivingSince = performance.now();
+      }
+      this.fresh = false;
+      if (head.close) this.closing = true;
+      this.serve(head, body);
+    }
+    this.reading = false;
+    this.flow();
+    this.finishIfDone();
+  }
+
+  /** The bytes received as one buffer. */
+  private joined(): Buffer {
+    if (this.chunks.length !== 1) this.chunks = [Buffer.concat(this.chunks, this.buffered)];
+    return this.chunks[0];
+  }
+
+  /** The head of a request the lane serves; undefined for any other (Node reads it). */
+  private parseHead(data: Buffer, size: number): Head | undefined {
+    const text = data.toString('latin1', 0, size - 4);
+    const lineEnd = text.indexOf('\r\n');
+    const requestLine = lineEnd < 0 ? text : text.slice(0, lineEnd);
+    if (!requestLine.startsWith('POST ') || !requestLine.endsWith(' HTTP/1.1')) return undefined;
+    const target = requestLine.slice(5, -9);
+    if (!TARGET.test(target)) return undefined;
+    const q = target.indexOf('?');
+    const route = this.lane.hooks.route(q < 0 ? target : target.slice(0, q));
+    if (!route) return undefined;
+    const headers: IncomingHttpHeaders = {};
+    let count = 0;
+    let at = lineEnd + 2;
+    while (lineEnd >= 0 && at < text.length) {
+      if (++count > MAX_LANE_HEADERS) return undefined;
+      let next = text.indexOf('\r\n', at);
+      if (next < 0) next = text.length;
+      const colon = text.indexOf(':', at);
+      if (colon < 0 || colon > next) return undefined;
+      const name = text.slice(at, colon);
+      if (!TOKEN.test(name)) return undefined;
+      let from = colon + 1;
+      let to = next;
+      while (from < to && (text.charCodeAt(from) === 32 || text.charCodeAt(from) === 9)) from++;
+      while (to > from && (text.charCodeAt(to - 1) === 32 || text.charCodeAt(to - 1) === 9)) to--;
+      const value = text.slice(from, to);
+      if (!VALUE.test(value)) return undefined;
+      const key = name.toLowerCase();
+      // A repeated header is Node's to combine or refuse. On a plain object, names such as
+      // `constructor` or `__proto__` read as present too, so they go to Node as well.
+      if (headers[key] !== undefined) return undefined;
+      headers[key] = value;
+      at = next + 2;
+    }
+    const length = headers['content-length'];
+    if (headers.host === undefined || length === undefined || !DIGITS.test(length)) return undefined;
+    const bodySize = Number(length);
+    if (bodySize > this.lane.hooks.maxBodyBytes) return undefined;
+    if (headers['transfer-encoding'] !== undefined || headers.expect !== undefined || headers.upgrade !== undefined) return undefined;
+    const encoding = headers['content-encoding'];
+    if (encoding !== undefined && encoding.toLowerCase() !== 'identity') return undefined;
+    const connection = headers.connection?.toLowerCase();
+    if (connection !== undefined && connection !== 'keep-alive' && connection !== 'close') return undefined;
+    if (this.lane.hooks.leaveToNode(headers)) return undefined;
+    return { route, headers, size, bodySize, close: connection === 'close' };
+  }
+
+  /** Runs one request; its answer is written when it and every one before it are ready. */
+  private serve(head: Head, body: Buffer): void {
+    const given = head.headers['x-request-id'];
+    const id = (typeof given === 'string' && given.slice(0, 128)) || randomUUID();
+    const ex = new Exchange(head.route.operationId, id, performance.now());
+    this.waiting.push(ex);
+    const request: RequestHead = { headers: head.headers, socket: this.socket };
+    let refused;
+    try {
+      refused = this.lane.hooks.admit(request);
+    } catch (err) {
+      refused = { error: err };
+    }
+    if (refused) return this.answerError(ex, refused.error, refused.headers);
+    head.route.call(body, request, ex.hangup).then(
+      (answer) => {
+        try {
+          ex.text = JSON.stringify(answer);
+          ex.status = 200;
+          this.flush();
+        } catch (err) {
+          this.answerError(ex, err);
+        }
+      },
+      (err: unknown) => this.answerError(ex, err),
+    );
+  }
+
+  private answerError(ex: Exchange, err: unknown, headers?: Record<string, string>): void {
+    const e = err instanceof GatewayError ? err : fromGrpcError(err);
+    ex.status = e.httpStatus;
+    ex.text = JSON.stringify(e.body());
+    ex.headers = headers;
+    this.flush();
+  }
+
+  /** Writes the answers that are ready, in request order. */
+  private flush(): void {
+    if (this.done) return;
+    const corked = this.waiting.length > 1 && this.waiting[1].status !== 0;
+    if (corked) this.socket.cork();
+    while (this.waiting.length > 0 && this.waiting[0].status !== 0) {
+      const ex = this.waiting.shift()!;
+      const last = this.waiting.length === 0 && (this.closing || this.lane.stopping) && !this.handingOver;
+      let extra = '';
+      if (ex.headers) for (const name in ex.headers) extra += `${name}: ${ex.headers[name]}\r\n`;
+      const { keepAliveTimeout } = this.lane.server;
+      const connection = last ? 'Connection: close\r\n' : `Connection: keep-alive\r\n${keepAliveTimeout ? `Keep-Alive: timeout=${Math.floor(keepAliveTimeout / 1000)}\r\n` : ''}`;
+      const written = this.socket.write(
+        `HTTP/1.1 ${ex.status} ${STATUS_CODES[ex.status] ?? ''}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(ex.text)}\r\n` +
+          `X-Request-Id: ${ex.id}\r\n${extra}Date: ${httpDate()}\r\n${connection}\r\n${ex.text}`,
+      );
+      if (!written) this.needDrain = true;
+      this.lane.stats.served++;
+      this.lane.hooks.record(ex.operationId, ex.status, (performance.now() - ex.started) / 1000, ex.id);
+      if (last) this.closing = true;
+    }
+    if (corked) this.socket.uncork();
+    if (this.waiting.length === 0) this.idleSince = performance.now();
+    // Room in the pipeline again: take what was read meanwhile.
+    if (this.reading) return;
+    if (this.buffered > 0 && !this.needDrain) this.read();
+    else this.flow();
+    this.finishIfDone();
+  }
+
+  /** Ends the connection, or gives it to Node, once nothing is owed; true when it did either. */
+  private finishIfDone(): boolean {
+    if (this.waiting.length > 0 || this.done) return false;
+    if (this.handingOver) {
+      this.handOver();
+      return true;
+    }
+    if (this.closing || this.lane.stopping) {
+      this.done = true;
+      this.socket.end();
+      return true;
+    }
+    return false;
+  }
+
+  /** Reading stops while the client does not read its answers, while MAX_PIPELINED answers are owed,
+   *  and while the connection waits to be handed over. */
+  private flow(): void {
+    if (this.done) return;
+    const pause = this.needDrain || this.handingOver || this.waiting.length >= MAX_PIPELINED;
+    if (pause === this.paused) return;
+    this.paused = pause;
+    if (pause) this.socket.pause();
+    else {
+      this.socket.resume();
+      if (this.buffered > 0) this.read();
+    }
+  }
+
+  private startHandOver(): void {
+    this.handingOver = true;
+    this.head = undefined;
+    if (!this.finishIfDone()) this.flow();
+  }
+
+  /** Node's server takes the connection. The bytes the lane read and did not serve are given to Node's
+   *  parser as the socket's next 'data', before anything read later: Node reads the rest from the
+   *  socket itself. */
+  private handOver(): void {
+    this.done = true;
+    this.lane.forget(this);
+    const socket = this.socket;
+    socket.removeListener('data', this.onData);
+    socket.removeListener('end', this.onEnd);
+    socket.removeListener('drain', this.onDrain);
+    socket.removeListener('error', this.onError);
+    socket.removeListener('close', this.onClose);
+    const rest = this.buffered > 0 ? this.joined() : undefined;
+    this.chunks = [];
+    this.buffered = 0;
+    this.lane.handOver(socket);
+    if (rest) socket.emit('data', rest);
+    socket.resume();
+  }
+
+  /** The sweeper's check: a request received too slowly gets 408; an idle keep-alive connection ends. */
+  check(now: number, headersTimeout: number, requestTimeout: number, keepAliveTimeout: number): void {
+    if (this.done || this.handingOver) return;
+    if ((this.buffered > 0 || this.fresh) && !this.closing) {
+      const age = now - this.receivingSince;
+      const late = (!this.head && headersTimeout > 0 && age > headersTimeout) || (requestTimeout > 0 && age > requestTimeout);
+      if (!late) return;
+      this.done = true;
+      // An answer still owed would be cut by the 408: the connection just ends, as Node does then.
+      if (this.waiting.length > 0) this.socket.destroy();
+      else this.socket.end(rawJsonResponse(requestTimedOut(headersTimeout, requestTimeout)));
+      return;
+    }
+    if (this.waiting.length === 0 && keepAliveTimeout > 0 && now - this.idleSince > keepAliveTimeout) this.socket.destroy();
+  }
+
+  /** Shutdown: an idle connection is closed now, a busy one after the answers it owes. */
+  closeIfIdle(): void {
+    if (this.done || this.handingOver) return;
+    // As Node's closeIdleConnections: a connection with no answer owed is idle, even while a request
+    // is being received.
+    if (this.waiting.length === 0) {
+      this.done = true;
+      this.socket.destroy();
+      return;
+    }
+    this.closing = true;
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+}
