@@ -2,37 +2,41 @@
 // one process (tests) do not share counters. Route labels are operation IDs, never raw paths, so a
 // client probing random paths cannot grow the label space.
 
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { CounterSeries, HistogramSeries } from './series';
+
+const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 import type { WatchHub } from '../streams/watch-hub';
 import type { KeepAliveHub } from '../streams/keepalive';
 
 export class Metrics {
   readonly registry = new Registry();
-  readonly httpRequests = new Counter({
+  // The per-request series count outside prom-client's children (src/observability/series.ts).
+  readonly httpRequests = new CounterSeries({
     name: 'gateway_http_requests_total',
     help: 'HTTP requests answered, by operation, method and status',
-    labelNames: ['route', 'method', 'status'] as const,
-    registers: [this.registry],
+    labelNames: ['route', 'method', 'status'],
+    registry: this.registry,
   });
-  readonly httpDuration = new Histogram({
+  readonly httpDuration = new HistogramSeries({
     name: 'gateway_http_request_duration_seconds',
     help: 'Time from request to the end of the answer (for streams: to the end of the stream), by operation',
-    labelNames: ['route'] as const,
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-    registers: [this.registry],
+    labelNames: ['route'],
+    buckets: DURATION_BUCKETS,
+    registry: this.registry,
   });
-  readonly etcdDuration = new Histogram({
+  readonly etcdDuration = new HistogramSeries({
     name: 'gateway_etcd_request_duration_seconds',
     help: 'Time of unary calls to etcd, by service, method and gRPC code',
-    labelNames: ['service', 'method', 'code'] as const,
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-    registers: [this.registry],
+    labelNames: ['service', 'method', 'code'],
+    buckets: DURATION_BUCKETS,
+    registry: this.registry,
   });
-  readonly etcdErrors = new Counter({
+  readonly etcdErrors = new CounterSeries({
     name: 'gateway_etcd_errors_total',
     help: 'Unary calls to etcd that failed, by service, method and gRPC code',
-    labelNames: ['service', 'method', 'code'] as const,
-    registers: [this.registry],
+    labelNames: ['service', 'method', 'code'],
+    registry: this.registry,
   });
   readonly openConnections = new Gauge({
     name: 'gateway_open_connections',
@@ -53,7 +57,7 @@ export class Metrics {
     return this.aggregate ? this.aggregate() : this.registry.metrics();
   }
 
-  /** Labelled children by route/method/status: prom-client hashes a label object on every call. */
+  /** Children by route/method/status, found with one string key. */
   private readonly requestChildren = new Map<string, { count: { inc(): void }; duration: { observe(v: number): void } }>();
 
   /** One HTTP request answered (or given up by its client: status 499). */
