@@ -18,8 +18,12 @@ const INT64_MAX = 2n ** 63n - 1n;
 const UINT64_MAX = 2n ** 64n - 1n;
 const DECIMAL = /^\s*-?(0|[1-9][0-9]*)\s*$/;
 
+/** The JSON pointer of a member (RFC 6901). Built for every field on the way down, so the escaping
+ *  is skipped for the names that need none (all of etcd's). */
 function pointer(path: string, key: string | number): string {
-  return `${path}/${String(key).replace(/~/g, '~0').replace(/\//g, '~1')}`;
+  if (typeof key === 'number') return `${path}/${key}`;
+  if (!key.includes('~') && !key.includes('/')) return `${path}/${key}`;
+  return `${path}/${key.replace(/~/g, '~0').replace(/\//g, '~1')}`;
 }
 
 function isPlainObject(v: unknown): v is Json {
