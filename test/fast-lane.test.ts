@@ -109,6 +109,25 @@ class Conn {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** Releases the lock held with `holder`, then checks every answer on `c`: status and X-Request-Id, in order. */
+async function releaseThenAnswers(gw: GatewayFixture, c: Conn, holder: string, expected: Array<[number, string]>): Promise<void> {
+  await gw.post('/v3/lease/revoke', { ID: holder });
+  await c.waitAnswers(expected.length);
+  assert.deepEqual(
+    c.answers().map((a) => [a.status, a.headers['x-request-id']]),
+    expected,
+  );
+}
+
+/** A lock on a fresh name held with one lease, and a second lease to wait for it with. */
+async function heldLock(gw: GatewayFixture, label: string): Promise<{ name: string; holder: string; waiter: string }> {
+  const name = b64(`${label}-${Date.now()}`);
+  const holder = (await gw.post('/v3/lease/grant', { TTL: 30 })).body.ID as string;
+  const waiter = (await gw.post('/v3/lease/grant', { TTL: 30 })).body.ID as string;
+  assert.equal((await gw.post('/v3/lock/lock', { name, lease: holder })).status, 200);
+  return { name, holder, waiter };
+}
+
 describe('fast lane', () => {
   let gw: GatewayFixture;
   let port: number;
@@ -179,10 +198,7 @@ describe('fast lane', () => {
   });
 
   it('answers pipelined requests in order, a slow one holding back the fast ones behind it', async () => {
-    const name = b64(`lane-lock-${Date.now()}`);
-    const holder = (await gw.post('/v3/lease/grant', { TTL: 30 })).body.ID as string;
-    const waiter = (await gw.post('/v3/lease/grant', { TTL: 30 })).body.ID as string;
-    assert.equal((await gw.post('/v3/lock/lock', { name, lease: holder })).status, 200);
+    const { name, holder, waiter } = await heldLock(gw, 'lane-lock');
     const c = await connect();
     c.send(
       post('/v3/lock/lock', { name, lease: waiter }, ['X-Request-Id: p1']) +
@@ -193,16 +209,11 @@ describe('fast lane', () => {
     assert.equal(c.answers().length, 0, 'nothing is answered before the lock is');
     // The put behind the lock ran anyway (requests run concurrently; only answers wait their turn).
     assert.equal((await gw.post('/v3/kv/range', { key: b64('lane/c') })).body.count, '1');
-    await gw.post('/v3/lease/revoke', { ID: holder });
-    await c.waitAnswers(3);
-    assert.deepEqual(
-      c.answers().map((a) => [a.status, a.headers['x-request-id']]),
-      [
-        [200, 'p1'],
-        [200, 'p2'],
-        [200, 'p3'],
-      ],
-    );
+    await releaseThenAnswers(gw, c, holder, [
+      [200, 'p1'],
+      [200, 'p2'],
+      [200, 'p3'],
+    ]);
     await gw.post('/v3/lease/revoke', { ID: waiter });
   });
 
@@ -221,10 +232,7 @@ describe('fast lane', () => {
   });
 
   it('hands the connection to Node mid-stream, with the requests read ahead, answers still in order', async () => {
-    const name = b64(`lane-lock2-${Date.now()}`);
-    const holder = (await gw.post('/v3/lease/grant', { TTL: 30 })).body.ID as string;
-    const waiter = (await gw.post('/v3/lease/grant', { TTL: 30 })).body.ID as string;
-    assert.equal((await gw.post('/v3/lock/lock', { name, lease: holder })).status, 200);
+    const { name, holder, waiter } = await heldLock(gw, 'lane-lock2');
     const handed = handedOver();
     const gz = zlib.gzipSync(JSON.stringify({ key: b64('lane/a') }));
     const c = await connect();
@@ -243,18 +251,13 @@ describe('fast lane', () => {
     await c.waitAnswers(1);
     await sleep(200);
     assert.equal(c.answers().length, 1, 'the gzip request waits for the lock before it, as Node would');
-    await gw.post('/v3/lease/revoke', { ID: holder });
-    await c.waitAnswers(5);
-    assert.deepEqual(
-      c.answers().map((a) => [a.status, a.headers['x-request-id']]),
-      [
-        [200, 'h1'],
-        [200, 'h2'],
-        [200, 'h3'],
-        [200, 'h4'],
-        [400, 'h5'],
-      ],
-    );
+    await releaseThenAnswers(gw, c, holder, [
+      [200, 'h1'],
+      [200, 'h2'],
+      [200, 'h3'],
+      [200, 'h4'],
+      [400, 'h5'],
+    ]);
     assert.equal(c.answers()[2].body, c.answers()[0].body.replace(/"revision":"\d+"/, c.answers()[2].body.match(/"revision":"\d+"/)![0]));
     assert.equal(handedOver(), handed + 1);
     // And the connection goes on working under Node.
@@ -301,10 +304,7 @@ describe('fast lane', () => {
   });
 
   it('cancels the etcd call of a client that goes away and counts its request as 499', async () => {
-    const name = b64(`lane-lock3-${Date.now()}`);
-    const holder = (await gw.post('/v3/lease/grant', { TTL: 30 })).body.ID as string;
-    const waiter = (await gw.post('/v3/lease/grant', { TTL: 30 })).body.ID as string;
-    assert.equal((await gw.post('/v3/lock/lock', { name, lease: holder })).status, 200);
+    const { name, holder, waiter } = await heldLock(gw, 'lane-lock3');
     const count = async (): Promise<number> => {
       const text = await (await fetch(`${gw.url}/metrics`)).text();
       return Number(/gateway_http_requests_total\{[^}]*route="Lock_Lock"[^}]*status="499"[^}]*\} (\d+)/.exec(text)?.[1] ?? 0);
@@ -374,10 +374,7 @@ describe('fast lane timeouts and shutdown', () => {
   it('at shutdown closes idle connections at once and busy ones after their answer', async () => {
     const gw = await startGateway({ lockWaitMs: 10_000 });
     const port = Number(new URL(gw.url).port);
-    const name = b64(`lane-stop-${Date.now()}`);
-    const holder = (await gw.post('/v3/lease/grant', { TTL: 30 })).body.ID as string;
-    const waiter = (await gw.post('/v3/lease/grant', { TTL: 30 })).body.ID as string;
-    assert.equal((await gw.post('/v3/lock/lock', { name, lease: holder })).status, 200);
+    const { name, holder, waiter } = await heldLock(gw, 'lane-stop');
     const idle = new Conn(port);
     const busy = new Conn(port);
     try {
