@@ -1,6 +1,8 @@
 // Command line and environment → config → etcd (the embedded one when no endpoints are given) →
 // listen → stop everything cleanly on SIGINT/SIGTERM.
 
+// First: V8 settings that must be in force before the rest is loaded.
+import './v8-tuning';
 import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
