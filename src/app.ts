@@ -14,7 +14,7 @@ import { keepAliveRoute, serverStreamRoute } from './api/stream-routes';
 import { KeepAliveHub } from './streams/keepalive';
 import { gatewayHandlers, type HttpHandler } from './api/gateway';
 import type { Guard, RequestHead, UnaryHandler } from './api/context';
-import { API_PREFIX, keepRequestId, methodNotAllowed, notFound, rawJsonResponse, sendError, unaryRoute, type Route } from './api/router';
+import { API_PREFIX, API_PREFIXES, keepRequestId, methodNotAllowed, notFound, rawJsonResponse, sendError, unaryRoute, type Route } from './api/router';
 import { FastLane, type LaneRoute, type LaneStats } from './fast-lane';
 import { MessageCodec, watchRoute, type StreamLimits } from './api/watch';
 import type { EtcdClient } from './etcd/client';
@@ -171,7 +171,7 @@ export function buildGateway(opts: AppOptions): Gateway {
         const lane: LaneRoute = { operationId: op.operationId, call: route.call };
         for (const p of [op.path, ...op.aliases]) {
           apiRoutes.set(p, route);
-          for (const prefix of ['/v3', '/v3beta', '/v3alpha']) laneRoutes.set(`${prefix}${p.slice(3)}`, lane);
+          for (const prefix of API_PREFIXES) laneRoutes.set(`${prefix}${p.slice(3)}`, lane);
         }
       }
     } else {

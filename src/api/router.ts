@@ -15,7 +15,9 @@ import { GatewayError, GrpcCode, invalidArgument, fromGrpcError } from '../error
 import type { ObjectShape } from '../codec/shape';
 
 /** Every API path is reachable under these prefixes; the spec lists the /v3/ form. */
-export const API_PREFIX = /^\/v3(?:beta|alpha)?(\/.*)$/;
+export const API_PREFIXES = ['/v3', '/v3beta', '/v3alpha'] as const;
+/** A path under one of API_PREFIXES; group 1 is the rest, from its slash. */
+export const API_PREFIX = new RegExp(`^(?:${API_PREFIXES.join('|')})(/.*)$`);
 
 export interface Route {
   operation: Operation;
