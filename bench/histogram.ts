@@ -18,12 +18,13 @@ export class LatencyHistogram {
   maxMs = 0;
   negative = 0;
 
-  add(ms: number): void {
-    if (ms < 0) this.negative++;
+  /** One sample of `ms`, or `count` of them (a fraction when a quantile stands for a share of a run). */
+  add(ms: number, count = 1): void {
+    if (ms < 0) this.negative += count;
     const us = Math.max(1, ms * 1000);
     const i = Math.min(BUCKETS - 1, Math.ceil(Math.log(us) / GROWTH));
-    this.counts[i]++;
-    this.count++;
+    this.counts[i] += count;
+    this.count += count;
     if (ms > this.maxMs) this.maxMs = ms;
   }
 

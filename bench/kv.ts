@@ -1,15 +1,20 @@
 // KV benchmark: request throughput and latency of unary KV calls through this gateway and through
 // etcd's own gateway, side by side, plus the direct gRPC ceiling (the etcd3 client's raw calls).
 //
-//   npm run bench -- [--seconds 5] [--connections 1,16,64] [--workloads range1,range100,put,txn,mixed] [--workers 1,2]
-//                   [--loader auto|wrk|autocannon]
+//   npm run bench -- [--seconds 5] [--rounds 5] [--connections 1,16,64] [--workloads range1,range100,put,txn,mixed]
+//                   [--workers 1,2] [--loader auto|wrk|autocannon]
 //
 // Processes: etcd (a child), this gateway (another child: `node dist/src/main.js`, so its CPU time and
 // memory can be read from /proc and it does not share an event loop with the load generator), and this
 // one, which runs the gRPC loops and the HTTP load: wrk (a child, one thread) where it is installed,
 // else autocannon in this process (pipelining 1 either way). Each cell (workload × connections) runs
-// against this gateway, then etcd's gateway, then gRPC directly, one after the other; each workload is
-// warmed up for 1 s on every target first (unmeasured). Every wait is bounded in time.
+// against this gateway, etcd's gateway and gRPC directly in rounds: every target gets `seconds / rounds`
+// per round, one after the other, each round starting one target further along, and a target's rounds
+// are summed (requests, CPU) and merged (latency histogram). etcd changes under a run — its database
+// grows with every put, it snapshots its log every 100,000 writes, Go collects garbage — and a stall
+// lands on whichever target is running: alternating short rounds spreads those over all targets instead
+// of charging one target's whole cell with them. Each workload is warmed up for 1 s on every target first
+// (unmeasured). Every wait is bounded in time.
 
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -33,6 +38,8 @@ type Workload = (typeof WORKLOADS)[number];
 const { values: args } = parseArgs({
   options: {
     seconds: { type: 'string' },
+    /** The seconds per cell and target are run in this many rounds, the targets alternated. */
+    rounds: { type: 'string' },
     connections: { type: 'string' },
     workloads: { type: 'string' },
     workers: { type: 'string' },
@@ -61,11 +68,20 @@ const LOADER = ((): 'wrk' | 'autocannon' => {
   if (wanted === 'wrk') throw new Error('--loader wrk: no wrk on PATH (Debian: apt-get install wrk)');
   return 'autocannon';
 })();
+/** Default: 5 rounds (or the most up to 5 that divide --seconds); one for a gateway-only run, whose RSS
+ *  timeline should be one unbroken run. */
+const ROUNDS = ((): number => {
+  if (args.rounds === undefined) return GATEWAY_ONLY ? 1 : ([5, 4, 3, 2].find((r) => SECONDS % r === 0) ?? 1);
+  const r = positiveInt('rounds', args.rounds);
+  if (SECONDS % r !== 0) throw new Error(`--rounds ${r}: --seconds (${SECONDS}) must be a multiple of it (wrk runs whole seconds)`);
+  return r;
+})();
+const ROUND_SECONDS = SECONDS / ROUNDS;
 const WARMUP_SECONDS = 1;
-const CELL_TIMEOUT_MS = (SECONDS + 30) * 1_000;
-// Cells: per workload a warm-up on every target and one measured run per target and connection count.
+const CELL_TIMEOUT_MS = (ROUND_SECONDS + 30) * 1_000;
+// Cells: per workload a warm-up on every target, and per connection count the rounds of every target.
 const TARGETS = WORKER_COUNTS.length + 3;
-const OVERALL_TIMEOUT_MS = SELECTED.length * TARGETS * (WARMUP_SECONDS + 30 + CONNECTIONS.length * (SECONDS + 30)) * 1_000 + 120_000;
+const OVERALL_TIMEOUT_MS = SELECTED.length * TARGETS * (WARMUP_SECONDS + 30 + CONNECTIONS.length * ROUNDS * (ROUND_SECONDS + 30)) * 1_000 + 120_000;
 
 // ---- request bodies ----------------------------------------------------------------------------------
 
@@ -205,17 +221,22 @@ function grpcCalls(w: Workload): Call[] {
 
 // ---- measuring -----------------------------------------------------------------------------------------
 
-/** Latency percentiles (q in 0..1, ms): a histogram of our own, or the p50 and p99 wrk reported. */
-interface Latency {
-  percentile(q: number): number;
-}
-
 interface Run {
   requests: number;
   /** Answers that were not 2xx, and connection errors / timeouts. */
   bad: number;
   seconds: number;
-  hist: Latency;
+  hist: LatencyHistogram;
+}
+
+const emptyRun = (): Run => ({ requests: 0, bad: 0, seconds: 0, hist: new LatencyHistogram() });
+
+/** Adds one round to a target's total. */
+function addRound(total: Run, round: Run): void {
+  total.requests += round.requests;
+  total.bad += round.bad;
+  total.seconds += round.seconds;
+  total.hist.merge(round.hist.toJSON());
 }
 
 const RSS_TIMELINE_MS = 10_000; // Linux USER_HZ: 100 on every mainstream architecture.
@@ -274,11 +295,9 @@ async function runHttp(baseUrl: string, w: Workload, connections: number, second
       dir: scratchDir,
       timeoutMs: seconds * 1_000 + 30_000,
     });
-    const percentiles = new Map([
-      [0.5, r.p50Ms],
-      [0.99, r.p99Ms],
-    ]);
-    return { requests: r.ok, bad: r.bad, seconds: r.seconds, hist: { percentile: (q) => percentiles.get(q) ?? NaN } };
+    const hist = new LatencyHistogram();
+    for (const ms of r.quantilesMs) hist.add(ms, r.answered / r.quantilesMs.length);
+    return { requests: r.ok, bad: r.bad, seconds: r.seconds, hist };
   }
   const hist = new LatencyHistogram();
   let instance: autocannon.Instance | undefined;
@@ -379,8 +398,6 @@ interface Cell {
   theirsEtcdCpu: number;
 }
 
-/** A target left out (--gateway-only): no requests, shown as n/a. */
-const NOT_RUN = (): Run => ({ requests: 0, bad: 0, seconds: 0, hist: new LatencyHistogram() });
 const rate = (r: Run): number => (r.seconds > 0 ? r.requests / r.seconds : 0);
 const fmtInt = (v: number): string => Math.round(v).toLocaleString('en-US');
 const fmtMs = (v: number): string => (Number.isFinite(v) ? (v < 10 ? v.toFixed(2) : v < 100 ? v.toFixed(1) : v.toFixed(0)) : 'n/a');
@@ -442,7 +459,7 @@ function table(cells: Cell[], etcdVersion: string): string {
   const errors = cells.filter((c) => c.ours.some((o) => o.run.bad > 0) || c.theirs.bad + c.etcd3.bad + c.h2.bad > 0);
   return [
     `machine: ${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM; node ${process.version}, etcd ${etcdVersion}`,
-    `run: ${SECONDS} s per cell after ${WARMUP_SECONDS} s warm-up per workload and target; load: ${LOADER === 'wrk' ? 'wrk (1 thread)' : 'autocannon'}, pipelining 1; latencies in ms;`,
+    `run: ${SECONDS} s per cell and target${ROUNDS > 1 ? ` (${ROUNDS} rounds of ${ROUND_SECONDS} s, targets alternated)` : ''} after ${WARMUP_SECONDS} s warm-up per workload and target; load: ${LOADER === 'wrk' ? 'wrk (1 thread)' : 'autocannon'}, pipelining 1; latencies in ms;`,
     '  this gateway with access control (bearer token, key grants), validation and metrics on, LOG_LEVEL=warn',
     '',
     ...columns(
@@ -524,35 +541,56 @@ async function main(): Promise<void> {
       await runGrpc(callers.etcd3, w, 16, WARMUP_SECONDS);
       await runGrpc(callers.h2, w, 16, WARMUP_SECONDS);
       for (const conns of CONNECTIONS) {
-        log(`${w} ×${conns}: this gateway (${WORKER_COUNTS.join(', ')} workers)${GATEWAY_ONLY ? '' : ', etcd gateway, gRPC'} (${SECONDS} s each)`);
-        const ours: Ours[] = [];
-        for (const g of gateways) {
-          const measured = await withProcStats([g.pid, etcdPid], () => runHttp(g.url, w, conns, SECONDS, AUTH));
-          const n = measured.result.requests + measured.result.bad;
-          ours.push({
-            workers: g.workers,
-            run: measured.result,
-            cpu: perK(measured.cpuMs[0], n),
-            etcdCpu: perK(measured.cpuMs[1], n),
-            rssMiB: measured.peakRss[0] / 2 ** 20,
-            rssTimeline: measured.rssTimeline,
-          });
+        log(
+          `${w} ×${conns}: this gateway (${WORKER_COUNTS.join(', ')} workers)${GATEWAY_ONLY ? '' : ', etcd gateway, gRPC'} ` +
+            `(${SECONDS} s each${ROUNDS > 1 ? `, in ${ROUNDS} rounds of ${ROUND_SECONDS} s` : ''})`,
+        );
+        const ours = gateways.map((g) => ({ g, run: emptyRun(), cpuMs: 0, etcdCpuMs: 0, peakRss: 0, rssTimeline: [] as number[] }));
+        const theirs = { run: emptyRun(), etcdCpuMs: 0 };
+        const viaEtcd3 = emptyRun();
+        const viaH2 = emptyRun();
+        const targets: Array<() => Promise<void>> = ours.map((o) => async () => {
+          const m = await withProcStats([o.g.pid, etcdPid], () => runHttp(o.g.url, w, conns, ROUND_SECONDS, AUTH));
+          addRound(o.run, m.result);
+          o.cpuMs += m.cpuMs[0];
+          o.etcdCpuMs += m.cpuMs[1];
+          o.peakRss = Math.max(o.peakRss, m.peakRss[0]);
+          o.rssTimeline.push(...m.rssTimeline);
+        });
+        if (!GATEWAY_ONLY) {
+          targets.push(
+            async () => {
+              const m = await withProcStats([etcdPid], () => runHttp(etcdGw, w, conns, ROUND_SECONDS));
+              addRound(theirs.run, m.result);
+              theirs.etcdCpuMs += m.cpuMs[0];
+            },
+            async () => addRound(viaEtcd3, await withTimeout('gRPC', runGrpc(callers.etcd3, w, conns, ROUND_SECONDS), CELL_TIMEOUT_MS)),
+            async () => addRound(viaH2, await withTimeout('gRPC', runGrpc(callers.h2, w, conns, ROUND_SECONDS), CELL_TIMEOUT_MS)),
+          );
         }
-        const others = GATEWAY_ONLY ? 0 : SECONDS;
-        const theirs = await withProcStats([etcdPid], () => (others ? runHttp(etcdGw, w, conns, others) : Promise.resolve(NOT_RUN())));
-        const viaEtcd3 = others ? await withTimeout('gRPC', runGrpc(callers.etcd3, w, conns, others), CELL_TIMEOUT_MS) : NOT_RUN();
-        const viaH2 = others ? await withTimeout('gRPC', runGrpc(callers.h2, w, conns, others), CELL_TIMEOUT_MS) : NOT_RUN();
+        // Each round starts one target further along: none always runs right after the same one.
+        for (let round = 0; round < ROUNDS; round++) {
+          for (let k = 0; k < targets.length; k++) await targets[(round + k) % targets.length]();
+        }
+        const count = (r: Run): number => r.requests + r.bad;
         cells.push({
           workload: w,
           connections: conns,
-          ours,
-          theirs: theirs.result,
+          ours: ours.map((o) => ({
+            workers: o.g.workers,
+            run: o.run,
+            cpu: perK(o.cpuMs, count(o.run)),
+            etcdCpu: perK(o.etcdCpuMs, count(o.run)),
+            rssMiB: o.peakRss / 2 ** 20,
+            rssTimeline: o.rssTimeline,
+          })),
+          theirs: theirs.run,
           etcd3: viaEtcd3,
           h2: viaH2,
-          theirsEtcdCpu: perK(theirs.cpuMs[0], theirs.result.requests + theirs.result.bad),
+          theirsEtcdCpu: perK(theirs.etcdCpuMs, count(theirs.run)),
         });
         log(
-          `  ours ${ours.map((o) => `${fmtInt(rate(o.run))}/s (${o.workers}w)`).join(', ')}, etcd gateway ${fmtInt(rate(theirs.result))}/s, ` +
+          `  ours ${ours.map((o) => `${fmtInt(rate(o.run))}/s (${o.g.workers}w)`).join(', ')}, etcd gateway ${fmtInt(rate(theirs.run))}/s, ` +
             `etcd3 ${fmtInt(rate(viaEtcd3))}/s, h2 ${fmtInt(rate(viaH2))}/s`,
         );
       }

@@ -2,7 +2,9 @@
 // with an event loop per thread: at the same rate it takes a fraction of the CPU autocannon (Node) does,
 // and on a 2-core machine that CPU comes out of what etcd and the gateway get. One thread, a Lua script
 // that loops over the workload's requests (each formatted once), and one JSON line of results from the
-// script's `done` hook: completed requests, non-2xx answers, socket errors, p50 and p99 in µs.
+// script's `done` hook: completed requests, non-2xx answers, socket errors, and the latency distribution
+// as 1,000 quantiles (wrk's Lua API gives percentiles, not its histogram's counts), so that the runs of
+// several rounds can be merged into one histogram.
 
 import { spawn, spawnSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
@@ -19,10 +21,15 @@ export interface WrkResult {
   ok: number;
   /** Non-2xx answers, and connect/read/write errors and timeouts. */
   bad: number;
+  /** Requests answered (2xx or not): the ones the latencies describe. */
+  answered: number;
   seconds: number;
-  p50Ms: number;
-  p99Ms: number;
+  /** The latency at the middle of each 0.1 % of the answered requests, fastest first (QUANTILES of them). */
+  quantilesMs: number[];
 }
+
+/** Quantiles reported per run: each stands for 0.1 % of its requests. */
+export const QUANTILES = 1_000;
 
 /** True when a `wrk` binary answers on PATH. */
 export function wrkInstalled(): boolean {
@@ -63,9 +70,10 @@ function script(requests: WrkRequest[], headers: Record<string, string>): string
     'end',
     'done = function(summary, latency, requests)',
     '  local e = summary.errors',
-    `  io.write(string.format('${MARK}{"requests":%d,"duration_us":%d,"status":%d,"socket":%d,"p50_us":%d,"p99_us":%d}\\n',`,
-    '    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,',
-    '    latency:percentile(50), latency:percentile(99)))',
+    '  local q = {}',
+    `  for k = 0, ${QUANTILES - 1} do q[k + 1] = string.format('%d', latency:percentile((k + 0.5) * ${100 / QUANTILES})) end`,
+    `  io.write(string.format('${MARK}{"requests":%d,"duration_us":%d,"status":%d,"socket":%d,"quantiles_us":[%s]}\\n',`,
+    '    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout, table.concat(q, ",")))',
     'end',
     '',
   ].join('\n');
@@ -90,6 +98,12 @@ export async function runWrk(
   }).finally(() => clearTimeout(timer));
   const line = out.split('\n').find((l) => l.startsWith(MARK));
   if (code !== 0 || !line) throw new Error(`wrk ${args.join(' ')} exited with ${code}: ${err.trim() || out.trim()}`);
-  const r = JSON.parse(line.slice(MARK.length)) as { requests: number; duration_us: number; status: number; socket: number; p50_us: number; p99_us: number };
-  return { ok: r.requests - r.status, bad: r.status + r.socket, seconds: r.duration_us / 1e6, p50Ms: r.p50_us / 1000, p99Ms: r.p99_us / 1000 };
+  const r = JSON.parse(line.slice(MARK.length)) as { requests: number; duration_us: number; status: number; socket: number; quantiles_us: number[] };
+  return {
+    ok: r.requests - r.status,
+    bad: r.status + r.socket,
+    answered: r.requests,
+    seconds: r.duration_us / 1e6,
+    quantilesMs: r.requests > 0 ? r.quantiles_us.map((us) => us / 1000) : [],
+  };
 }
