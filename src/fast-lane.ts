@@ -23,6 +23,7 @@ import { GatewayError, fromGrpcError } from './errors';
 import { Hangup, rawJsonResponse, type UnaryCall } from './api/router';
 import type { RequestHead } from './api/context';
 import { checkingIntervalMs, requestTimedOut } from './http-server';
+import { IdTable } from './id-table';
 
 /** A route the lane may serve: a unary API operation. */
 export interface LaneRoute {
@@ -96,7 +97,9 @@ interface Head {
 
 export class FastLane {
   readonly stats: LaneStats = { served: 0, handedOver: 0 };
-  private readonly connections = new Set<LaneConnection>();
+  /** By serial number; not a Set (see id-table.ts): without keep-alive there is one per request. */
+  private readonly connections = new IdTable<LaneConnection>();
+  private serial = 0;
   private sweeper?: NodeJS.Timeout;
 
   constructor(
@@ -132,14 +135,14 @@ export class FastLane {
 
   /** A new connection: read by the lane. */
   adopt(socket: Socket): void {
-    const c = new LaneConnection(this, socket);
-    this.connections.add(c);
+    const c = new LaneConnection(this, socket, ++this.serial);
+    this.connections.set(c.id, c);
     this.sweeper ??= setInterval(() => this.sweep(), checkingIntervalMs({ headersTimeoutMs: this.server.headersTimeout, requestReadTimeoutMs: this.server.requestTimeout }));
     this.sweeper.unref();
   }
 
   forget(c: LaneConnection): void {
-    this.connections.delete(c);
+    this.connections.delete(c.id);
   }
 
   handOver(socket: Socket): void {
@@ -155,15 +158,15 @@ export class FastLane {
   private sweep(): void {
     const now = performance.now();
     const { headersTimeout, requestTimeout, keepAliveTimeout } = this.server;
-    for (const c of this.connections) c.check(now, headersTimeout, requestTimeout, keepAliveTimeout);
+    for (const c of this.connections.values()) c.check(now, headersTimeout, requestTimeout, keepAliveTimeout);
   }
 
   private closeIdle(): void {
-    for (const c of this.connections) c.closeIfIdle();
+    for (const c of this.connections.values()) c.closeIfIdle();
   }
 
   private closeAll(): void {
-    for (const c of this.connections) c.destroy();
+    for (const c of this.connections.values()) c.destroy();
   }
 }
 
@@ -220,6 +223,7 @@ class LaneConnection {
   constructor(
     private readonly lane: FastLane,
     private readonly socket: Socket,
+    readonly id: number,
   ) {
     socket.on('data', this.onData);
     socket.on('end', this.onEnd);

@@ -21,6 +21,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { GrpcCode } from '../errors';
 import { HpackDecoder, HpackError, encodeHeaders } from './hpack';
+import { IdTable } from '../id-table';
 
 export interface TlsFiles {
   ca?: Buffer;
@@ -321,7 +322,8 @@ class Connection {
    *  have seen them). */
   private writtenUpTo = 0;
   private nextId = 1;
-  private readonly calls = new Map<number, Call>();
+  /** By stream id; not a Map (see id-table.ts). */
+  private readonly calls = new IdTable<Call>();
   /** Calls waiting for a stream slot (etcd's MAX_CONCURRENT_STREAMS). */
   private readonly waiting: Call[] = [];
   /** Calls with request bytes waiting for etcd's flow-control window. */
@@ -713,7 +715,7 @@ class Connection {
     if (code !== NO_ERROR) this.error ??= new Error(`etcd sent GOAWAY (HTTP/2 error ${code}${debug.length ? `: ${debug.toString('latin1')}` : ''})`);
     this.retire();
     // Calls etcd will not process go once more on a new connection.
-    for (const call of [...this.calls.values()]) {
+    for (const call of this.calls.values()) {
       if (call.id > this.goawayLastStreamId) {
         this.forget(call);
         this.channel.retryOrFail(call, unaryError(GrpcCode.UNAVAILABLE, 'etcd refused the stream (GOAWAY)', true));
