@@ -23,6 +23,8 @@ import { attachWebSockets } from './streams/websocket';
 import type http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import tls from 'node:tls';
+import { closeLingering, refuseMalformed } from './http-server';
 import { GatewayError, GrpcCode } from './errors';
 import { randomUUID } from 'node:crypto';
 import pino, { type Logger } from 'pino';
@@ -62,6 +64,8 @@ export interface AppOptions {
   access?: AccessPolicy;
   /** Open TCP connections accepted (default 10,000); past it: 503 and the connection is closed. */
   maxConnections?: number;
+  /** Plain-HTTP connections read by the fast lane first (default); false: all of them by Node's server. */
+  fastLane?: boolean;
   streams?: StreamSettings;
   spec?: ApiSpec;
 }
@@ -269,7 +273,7 @@ export function buildGateway(opts: AppOptions): Gateway {
     attach(server) {
       const maxConnections = opts.maxConnections ?? 10_000;
       let connections = 0;
-      fastLane = FastLane.install(server, {
+      fastLane = opts.fastLane === false ? undefined : FastLane.install(server, {
         route: (path) => laneRoutes.get(path),
         leaveToNode: (headers) => corsCheck !== undefined && headers.origin !== undefined,
         admit: (req) => {
@@ -289,26 +293,18 @@ export function buildGateway(opts: AppOptions): Gateway {
           metrics.openConnections.dec();
         });
         if (connections > maxConnections) {
-          socket.end(rawJsonResponse(new GatewayError(GrpcCode.UNAVAILABLE, `gateway: too many connections (limit ${maxConnections})`)));
-          if (fastLane) {
-            // No HTTP parser reads it: what the client still sends is dropped, so its end is seen and the
-            // socket closes.
-            socket.on('error', () => socket.destroy());
-            socket.resume();
-          }
+          const refusal = rawJsonResponse(new GatewayError(GrpcCode.UNAVAILABLE, `gateway: too many connections (limit ${maxConnections})`));
+          // A TLS socket's bytes are read by TLS, not through 'data': it is only ended. Otherwise no
+          // request on it is parsed (Node's parser is stopped when the lane is off).
+          if (server instanceof tls.Server) socket.end(refusal);
+          else closeLingering(socket, refusal);
           return;
         }
         fastLane?.adopt(socket);
       });
-      // Requests the HTTP parser refuses (a head over MAX_HEADER_BYTES, garbage) get a JSON answer too.
-      server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-        if (!socket.writable) return socket.destroy();
-        const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
-        const e = tooLarge
-          ? new GatewayError(GrpcCode.INVALID_ARGUMENT, 'request head (request line and headers) is larger than MAX_HEADER_BYTES', 431)
-          : new GatewayError(GrpcCode.INVALID_ARGUMENT, `malformed HTTP request: ${err.code ?? err.message}`);
-        socket.end(rawJsonResponse(e));
-      });
+      // Requests the HTTP parser refuses (a head over MAX_HEADER_BYTES, garbage) get a JSON answer too,
+      // after the answers owed on the connection.
+      server.on('clientError', refuseMalformed);
       sockets = attachWebSockets(server, {
         metrics,
         guard,

@@ -33,6 +33,8 @@ export interface Config {
   /** An idle keep-alive connection (no request under way) is closed after this (ms). */
   keepAliveTimeoutMs: number;
   maxConnections: number;
+  /** Plain-HTTP connections read by the fast lane first; false: Node's HTTP server reads everything. */
+  httpFastLane: boolean;
   maxBodyBytes: number;
   /** Where the embedded etcd keeps its data. */
   dataDir: string;
@@ -77,6 +79,7 @@ const SETTINGS = {
   requestReadTimeoutMs: { flag: 'request-read-timeout-ms', env: 'REQUEST_READ_TIMEOUT_MS', default: '30000', help: 'a whole request (head and body) must arrive within this; later: 408 and the connection is closed (0: no limit); streamed answers are not limited' },
   keepAliveTimeoutMs: { flag: 'keepalive-timeout-ms', env: 'KEEPALIVE_TIMEOUT_MS', default: '5000', help: 'an idle keep-alive connection is closed after this' },
   maxConnections: { flag: 'max-connections', env: 'MAX_CONNECTIONS', default: '10000', help: 'open TCP connections accepted; more: 503 and the connection is closed' },
+  httpFastLane: { flag: 'http-fast-lane', env: 'HTTP_FAST_LANE', default: 'on', help: "on: plain unary POSTs are read by the gateway's own HTTP/1.1 reader; off: Node's HTTP server reads every request" },
   accessFile: { flag: 'access-file', env: 'ACCESS_FILE', default: '', help: 'gateway access-control file (YAML or JSON): clients, tokens, granted prefixes; reloaded on change and SIGHUP' },
   rateLimitBurst: { flag: 'rate-limit-burst', env: 'RATE_LIMIT_BURST', default: '0', help: 'requests a client may send at once (0: twice the rate)' },
   shutdownGraceMs: { flag: 'shutdown-grace-ms', env: 'SHUTDOWN_GRACE_MS', default: '10000', help: 'on SIGTERM/SIGINT, how long requests in flight may take to finish' },
@@ -125,6 +128,13 @@ function timeouts(headersText: string, requestText: string): { headersTimeoutMs:
     throw new ConfigError(`HEADERS_TIMEOUT_MS (${headersTimeoutMs}) must not be longer than REQUEST_READ_TIMEOUT_MS (${requestReadTimeoutMs}): the head is part of the request`);
   }
   return { headersTimeoutMs, requestReadTimeoutMs };
+}
+
+function onOff(name: string, text: string): boolean {
+  const value = text.trim().toLowerCase();
+  if (value === 'on') return true;
+  if (value === 'off') return false;
+  throw new ConfigError(`${name} must be on or off, got "${text}"`);
 }
 
 function endpointList(text: string): string[] {
@@ -192,6 +202,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | 'he
     ...timeouts(get(SETTINGS.headersTimeoutMs), get(SETTINGS.requestReadTimeoutMs)),
     keepAliveTimeoutMs: integer('KEEPALIVE_TIMEOUT_MS', get(SETTINGS.keepAliveTimeoutMs), 1, 3_600_000),
     maxConnections: integer('MAX_CONNECTIONS', get(SETTINGS.maxConnections), 1, 10_000_000),
+    httpFastLane: onOff('HTTP_FAST_LANE', get(SETTINGS.httpFastLane)),
     shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', get(SETTINGS.shutdownGraceMs), 0, 3_600_000),
     maxBodyBytes: integer('MAX_BODY_BYTES', get(SETTINGS.maxBodyBytes), 1, 1 << 30),
     dataDir: get(SETTINGS.dataDir),

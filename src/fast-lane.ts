@@ -15,6 +15,13 @@
 // (maxHeaderSize), the head and request read timeouts (408 in JSON), the keep-alive timeout,
 // pipelining (answers in order, at most MAX_PIPELINED waiting), backpressure from slow readers, and a
 // shutdown that answers what was received and then closes (closeIdleConnections / closeAllConnections).
+//
+// What it adds for hostile clients: once it stops taking requests on a connection (the client asked to
+// close, a 408, shutdown) what arrives is dropped, not kept, and its end is a lingering close bounded
+// in bytes and time (http-server.ts); input that cannot become a head the lane serves (a bare LF, a TLS
+// ClientHello, binary) goes to Node at once, not after HEADERS_TIMEOUT_MS; and the time it does not
+// read, because MAX_PIPELINED answers are owed or the client does not read them, is not counted
+// against the client's read timeouts.
 
 import http, { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
@@ -22,7 +29,7 @@ import { randomUUID } from 'node:crypto';
 import { GatewayError, fromGrpcError } from './errors';
 import { Hangup, rawJsonResponse, type UnaryCall } from './api/router';
 import type { RequestHead } from './api/context';
-import { checkingIntervalMs, requestTimedOut } from './http-server';
+import { checkingIntervalMs, closeLingering, requestTimedOut } from './http-server';
 import { IdTable } from './id-table';
 
 /** A route the lane may serve: a unary API operation. */
@@ -58,6 +65,26 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const VALUE = /^[\t\x20-\x7e]*$/;
 const TARGET = /^\/[\x21-\x7e]*$/;
 const DIGITS = /^[0-9]{1,15}$/;
+/** How every request the lane serves begins. */
+const HEAD_START = Buffer.from('POST /');
+
+/** Whether `data`, the start of a head not yet complete, may still become one the lane serves: it
+ *  begins as one does, and holds only printable ASCII, tabs and CR LF pairs. Anything else (a bare LF,
+ *  a TLS ClientHello, binary) would be handed to Node once complete, which it may never be: it goes
+ *  to Node now, and Node answers it at once. */
+function mayBecomeLaneHead(data: Buffer): boolean {
+  const start = Math.min(data.length, HEAD_START.length);
+  if (data.compare(HEAD_START, 0, start, 0, start) !== 0) return false;
+  for (let i = start; i < data.length; i++) {
+    const b = data[i];
+    if (b === 13) {
+      if (i + 1 < data.length && data[i + 1] !== 10) return false;
+    } else if (b === 10) {
+      if (data[i - 1] !== 13) return false;
+    } else if ((b < 32 && b !== 9) || b > 126) return false;
+  }
+  return true;
+}
 
 /** One request read by the lane, until its answer is written. */
 class Exchange {
@@ -195,6 +222,8 @@ class LaneConnection {
   private done = false;
 
   private readonly onData = (chunk: Buffer): void => {
+    // No more requests are taken: what the client still sends is not kept.
+    if (this.closing) return;
     if (this.buffered === 0 && !this.fresh) this.receivingSince = performance.now();
     this.chunks.push(chunk);
     this.buffered += chunk.length;
@@ -255,8 +284,8 @@ class LaneConnection {
         // those of at most half of it.
         const limit = ((this.lane.server as { maxHeaderSize?: number }).maxHeaderSize ?? http.maxHeaderSize) / 2;
         if (end < 0 || end + 4 > limit) {
-          // Not complete: wait, unless it is already longer than the lane takes.
-          if (end >= 0 || data.length > limit) this.startHandOver();
+          // Not complete: wait, unless it is already longer than the lane takes or cannot be one it takes.
+          if (end >= 0 || data.length > limit || !mayBecomeLaneHead(data)) this.startHandOver();
           break;
         }
         const head = this.parseHead(data, end + 4);
@@ -284,9 +313,25 @@ class LaneConnection {
       if (head.close) this.closing = true;
       this.serve(head, body);
     }
+    if (this.closing) this.drop();
     this.reading = false;
     this.flow();
     this.finishIfDone();
+  }
+
+  /** Forgets the bytes received and not taken: no more requests are read on this connection. */
+  private drop(): void {
+    this.chunks = [];
+    this.buffered = 0;
+    this.head = undefined;
+  }
+
+  /** Ends the connection after `last`: a lingering close, which also reads again a socket paused for
+   *  backpressure, so that the client's end or reset is seen and the socket closes. */
+  private end(last?: string): void {
+    this.done = true;
+    this.drop();
+    closeLingering(this.socket, last);
   }
 
   /** The bytes received as one buffer. */
@@ -320,7 +365,11 @@ class LaneConnection {
       let from = colon + 1;
       let to = next;
       while (from < to && (text.charCodeAt(from) === 32 || text.charCodeAt(from) === 9)) from++;
-      while (to > from && (text.charCodeAt(to - 1) === 32 || text.charCodeAt(to - 1) === 9)) to--;
+      while (to > from && text.charCodeAt(to - 1) === 32) to--;
+      // A tab ending a value is OWS (RFC 9110 §5.5), but Node's parser does not strip it where it
+      // matters (`Content-Length: 18<TAB>` is a 400, `Connection: close<TAB>` not a close): such a head
+      // is Node's, so that both paths follow one rule.
+      if (to > from && text.charCodeAt(to - 1) === 9) return undefined;
       const value = text.slice(from, to);
       if (!VALUE.test(value)) return undefined;
       const key = name.toLowerCase();
@@ -404,8 +453,11 @@ class LaneConnection {
     if (this.waiting.length === 0) this.idleSince = performance.now();
     // Room in the pipeline again: take what was read meanwhile.
     if (this.reading) return;
-    if (this.buffered > 0 && !this.needDrain) this.read();
-    else this.flow();
+    if (this.buffered > 0 && !this.needDrain) {
+      // Read again after a pause: the time the bytes waited is not the client's.
+      if (this.paused) this.receivingSince = performance.now();
+      this.read();
+    } else this.flow();
     this.finishIfDone();
   }
 
@@ -417,8 +469,7 @@ class LaneConnection {
       return true;
     }
     if (this.closing || this.lane.stopping) {
-      this.done = true;
-      this.socket.end();
+      this.end();
       return true;
     }
     return false;
@@ -434,7 +485,11 @@ class LaneConnection {
     if (pause) this.socket.pause();
     else {
       this.socket.resume();
-      if (this.buffered > 0) this.read();
+      if (this.buffered > 0) {
+        // The time it was not read is not the client's: the request being received starts again now.
+        this.receivingSince = performance.now();
+        this.read();
+      }
     }
   }
 
@@ -468,13 +523,17 @@ class LaneConnection {
   check(now: number, headersTimeout: number, requestTimeout: number, keepAliveTimeout: number): void {
     if (this.done || this.handingOver) return;
     if ((this.buffered > 0 || this.fresh) && !this.closing) {
+      // Complete requests left unread while MAX_PIPELINED answers are owed are not a slow client.
+      if (this.waiting.length >= MAX_PIPELINED) return;
       const age = now - this.receivingSince;
       const late = (!this.head && headersTimeout > 0 && age > headersTimeout) || (requestTimeout > 0 && age > requestTimeout);
       if (!late) return;
-      this.done = true;
-      // An answer still owed would be cut by the 408: the connection just ends, as Node does then.
-      if (this.waiting.length > 0) this.socket.destroy();
-      else this.socket.end(rawJsonResponse(requestTimedOut(headersTimeout, requestTimeout)));
+      // An answer still owed, or not yet read by the client, would be cut by the 408 or hold it back:
+      // the connection just ends, as Node does then.
+      if (this.waiting.length > 0 || this.needDrain) {
+        this.done = true;
+        this.socket.destroy();
+      } else this.end(rawJsonResponse(requestTimedOut(headersTimeout, requestTimeout)));
       return;
     }
     if (this.waiting.length === 0 && keepAliveTimeout > 0 && now - this.idleSince > keepAliveTimeout) this.socket.destroy();

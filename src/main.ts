@@ -201,6 +201,7 @@ async function main(): Promise<void> {
     logger: log,
     access,
     maxConnections: config.maxConnections,
+    fastLane: config.httpFastLane,
     maxBodyBytes: config.maxBodyBytes,
     lockWaitMs: config.lockWaitMs,
     corsOrigins: config.corsOrigins,

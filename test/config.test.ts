@@ -26,6 +26,7 @@ describe('config', () => {
       requestReadTimeoutMs: 30000,
       keepAliveTimeoutMs: 5000,
       maxConnections: 10000,
+      httpFastLane: true,
       maxBodyBytes: 2097152,
       dataDir: './data/etcd',
       logLevel: 'info',
@@ -59,7 +60,7 @@ describe('config', () => {
 
   it('answers --help with the usage, listing every variable', () => {
     assert.equal(loadConfig(['--help'], {}), 'help');
-    for (const name of ['ETCD_ENDPOINTS', 'ETCD_USERNAME', 'ETCD_PASSWORD', 'LOCK_WAIT_MS', 'SHUTDOWN_GRACE_MS', 'CORS_ORIGINS', 'RATE_LIMIT', 'RATE_LIMIT_BURST', 'ACCESS_FILE', 'MAX_HEADER_BYTES', 'HEADERS_TIMEOUT_MS', 'REQUEST_READ_TIMEOUT_MS', 'KEEPALIVE_TIMEOUT_MS', 'MAX_CONNECTIONS', 'PORT', 'HOST', 'REQUEST_TIMEOUT_MS', 'MAX_BODY_BYTES', 'DATA_DIR', 'LOG_LEVEL', 'WATCH_STREAMS', 'MAX_WATCHES_PER_CONNECTION', 'MAX_WATCH_CONNECTIONS', 'SEND_BUFFER_BYTES', 'WS_PING_INTERVAL_MS', 'TLS_CERT_FILE', 'TLS_KEY_FILE', 'TLS_CLIENT_CA_FILE', 'ETCD_CA_FILE', 'ETCD_CERT_FILE', 'ETCD_KEY_FILE']) {
+    for (const name of ['ETCD_ENDPOINTS', 'ETCD_USERNAME', 'ETCD_PASSWORD', 'LOCK_WAIT_MS', 'SHUTDOWN_GRACE_MS', 'CORS_ORIGINS', 'RATE_LIMIT', 'RATE_LIMIT_BURST', 'ACCESS_FILE', 'MAX_HEADER_BYTES', 'HEADERS_TIMEOUT_MS', 'REQUEST_READ_TIMEOUT_MS', 'KEEPALIVE_TIMEOUT_MS', 'MAX_CONNECTIONS', 'HTTP_FAST_LANE', 'PORT', 'HOST', 'REQUEST_TIMEOUT_MS', 'MAX_BODY_BYTES', 'DATA_DIR', 'LOG_LEVEL', 'WATCH_STREAMS', 'MAX_WATCHES_PER_CONNECTION', 'MAX_WATCH_CONNECTIONS', 'SEND_BUFFER_BYTES', 'WS_PING_INTERVAL_MS', 'TLS_CERT_FILE', 'TLS_KEY_FILE', 'TLS_CLIENT_CA_FILE', 'ETCD_CA_FILE', 'ETCD_CERT_FILE', 'ETCD_KEY_FILE']) {
       assert.match(usage(), new RegExp(name));
     }
   });
@@ -72,6 +73,14 @@ describe('config', () => {
     const d = loadConfig(['--headers-timeout-ms', '60000'], { REQUEST_READ_TIMEOUT_MS: '0' });
     assert.ok(d !== 'help');
     assert.equal(d.headersTimeoutMs, 60000);
+  });
+
+  it('turns the fast lane off with HTTP_FAST_LANE=off or --http-fast-lane off', () => {
+    for (const [argv, env] of [[[], { HTTP_FAST_LANE: 'off' }], [['--http-fast-lane', 'OFF'], { HTTP_FAST_LANE: 'on' }]] as const) {
+      const c = loadConfig([...argv], env);
+      assert.ok(c !== 'help');
+      assert.equal(c.httpFastLane, false);
+    }
   });
 
   it('refuses bad values, naming the setting', () => {
@@ -88,6 +97,7 @@ describe('config', () => {
       [[], { RATE_LIMIT: '-1' }, /RATE_LIMIT must be a whole number/],
       [[], { HEADERS_TIMEOUT_MS: '20000', REQUEST_READ_TIMEOUT_MS: '10000' }, /HEADERS_TIMEOUT_MS \(20000\) must not be longer than REQUEST_READ_TIMEOUT_MS \(10000\)/],
       [[], { KEEPALIVE_TIMEOUT_MS: '0' }, /KEEPALIVE_TIMEOUT_MS must be between 1 and/],
+      [[], { HTTP_FAST_LANE: 'false' }, /HTTP_FAST_LANE must be on or off, got "false"/],
     ];
     for (const [argv, env, message] of cases) assert.throws(() => loadConfig(argv, env), (e: unknown) => e instanceof ConfigError && message.test(e.message));
   });

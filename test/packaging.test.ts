@@ -279,6 +279,7 @@ describe('helm chart', () => {
       'ETCD_ENDPOINTS',
       'HEADERS_TIMEOUT_MS',
       'HOST',
+      'HTTP_FAST_LANE',
       'KEEPALIVE_TIMEOUT_MS',
       'LOG_LEVEL',
       'MAX_BODY_BYTES',

@@ -140,6 +140,109 @@ export function refusalProblem(status: number, contentType: string | undefined, 
   return undefined;
 }
 
+// ---- Answers on one connection ----------------------------------------------------------------
+
+export interface LoggedAnswer {
+  status: number;
+  headers: Record<string, string>;
+  /** Header names in the order sent. */
+  names: string[];
+  body: string;
+}
+
+/** Every complete answer (Content-Length framed) in `data`, in order. */
+export function answersIn(data: Buffer): LoggedAnswer[] {
+  const out: LoggedAnswer[] = [];
+  let at = 0;
+  for (;;) {
+    const end = data.indexOf('\r\n\r\n', at);
+    if (end < 0) return out;
+    const lines = data.subarray(at, end).toString('latin1').split('\r\n');
+    const status = Number(/^HTTP\/1\.1 (\d{3}) /.exec(lines[0])?.[1]);
+    const headers: Record<string, string> = {};
+    const names: string[] = [];
+    for (const l of lines.slice(1)) {
+      const i = l.indexOf(':');
+      names.push(l.slice(0, i).toLowerCase());
+      headers[l.slice(0, i).toLowerCase()] = l.slice(i + 1).trim();
+    }
+    const length = Number(headers['content-length']);
+    if (!Number.isFinite(length) || data.length < end + 4 + length) return out;
+    out.push({ status, headers, names, body: data.subarray(end + 4, end + 4 + length).toString('utf8') });
+    at = end + 4 + length;
+  }
+}
+
+/** A POST as curl would send it (Content-Length, Host), with extra header lines. */
+export function post(path: string, body: string | object, extra: string[] = []): string {
+  const text = typeof body === 'string' ? body : JSON.stringify(body);
+  return [`POST ${path} HTTP/1.1`, 'Host: 127.0.0.1', ...extra, `Content-Length: ${Buffer.byteLength(text)}`, '', text].join('\r\n');
+}
+
+/** A raw connection that collects what the server sends; every wait is bounded. */
+export class Conn {
+  readonly socket: net.Socket;
+  private data = Buffer.alloc(0);
+  closed = false;
+  private readonly waiters = new Set<() => void>();
+
+  constructor(port: number) {
+    this.socket = net.connect(port, '127.0.0.1');
+    this.socket.on('data', (d: Buffer) => {
+      this.data = Buffer.concat([this.data, d]);
+      for (const w of this.waiters) w();
+    });
+    this.socket.on('error', () => undefined);
+    this.socket.on('close', () => {
+      this.closed = true;
+      for (const w of this.waiters) w();
+    });
+  }
+
+  /** Everything received so far. */
+  received(): Buffer {
+    return this.data;
+  }
+
+  send(bytes: string | Buffer): void {
+    this.socket.write(bytes);
+  }
+
+  answers(): LoggedAnswer[] {
+    return answersIn(this.data);
+  }
+
+  /** Waits until `done()` holds; fails after `ms`. */
+  async until(what: string, done: () => boolean, ms = 5000): Promise<void> {
+    if (done()) return;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters.delete(check);
+        reject(new Error(`timed out waiting for ${what}; received: ${this.data.toString('latin1').slice(0, 2000)}`));
+      }, ms);
+      const check = (): void => {
+        if (!done()) return;
+        clearTimeout(timer);
+        this.waiters.delete(check);
+        resolve();
+      };
+      this.waiters.add(check);
+    });
+  }
+
+  waitAnswers(n: number, ms = 5000): Promise<void> {
+    return this.until(`${n} answers`, () => this.answers().length >= n, ms);
+  }
+
+  waitClosed(ms = 5000): Promise<void> {
+    return this.until('the server to close', () => this.closed, ms);
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
 // ---- WebSocket frames ---------------------------------------------------------------------------------
 
 export function wsHandshake(path: string, extraHeaders = ''): { request: string; key: string } {
