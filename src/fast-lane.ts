@@ -19,9 +19,9 @@
 // What it adds for hostile clients: once it stops taking requests on a connection (the client asked to
 // close, a 408, shutdown) what arrives is dropped, not kept, and its end is a lingering close bounded
 // in bytes and time (http-server.ts); input that cannot become a head the lane serves (a bare LF, a TLS
-// ClientHello, binary) goes to Node at once, not after HEADERS_TIMEOUT_MS; and the time it does not
-// read, because MAX_PIPELINED answers are owed or the client does not read them, is not counted
-// against the client's read timeouts.
+// ClientHello, binary) goes to Node at once, not after HEADERS_TIMEOUT_MS; and complete requests it
+// leaves unread while MAX_PIPELINED answers are owed are not a slow client (their read timeouts start
+// when it reads again).
 
 import http, { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';

@@ -26,6 +26,8 @@ const b64 = (s: string): string => Buffer.from(s).toString('base64');
 /** The issue's request: a range that asks to close the connection. */
 const RANGE_CLOSE = 'POST /v3/kv/range HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: 18\r\n\r\n{"key":"YXBwL3g="}';
 const MAX_CONNECTIONS = 20;
+/** Long, so that a stop held up by a leaked connection shows. */
+const SHUTDOWN_GRACE_MS = 30_000;
 const MAX_HEADER_BYTES = 4096;
 /** The gateway's bounds on a lingering close (src/http-server.ts), and what the kernel's socket buffers
  *  may hold besides (loopback, both ends). */
@@ -86,6 +88,16 @@ async function answeredCount(url: string, route: string): Promise<number> {
   return n;
 }
 
+/** A lock held with one lease, and a second lease to wait for it with. */
+async function heldLock(url: string, label: string): Promise<{ name: string; holder: string; waiter: string }> {
+  const name = b64(label);
+  const grant = async (): Promise<string> => ((await (await fetch(`${url}/v3/lease/grant`, { method: 'POST', body: '{"TTL":60}' })).json()) as { ID: string }).ID;
+  const holder = await grant();
+  const waiter = await grant();
+  assert.equal((await fetch(`${url}/v3/lock/lock`, { method: 'POST', body: JSON.stringify({ name, lease: holder }) })).status, 200);
+  return { name, holder, waiter };
+}
+
 async function openFds(pid: number): Promise<number> {
   return (await readdir(`/proc/${pid}/fd`)).length;
 }
@@ -134,6 +146,7 @@ for (const lane of ['on', 'off'] as const) {
           REQUEST_READ_TIMEOUT_MS: '0',
           MAX_CONNECTIONS: String(MAX_CONNECTIONS),
           MAX_HEADER_BYTES: String(MAX_HEADER_BYTES),
+          SHUTDOWN_GRACE_MS: String(SHUTDOWN_GRACE_MS),
         }),
         startChildGateway(etcd.clientUrl, { HTTP_FAST_LANE: lane, HEADERS_TIMEOUT_MS: '1000', REQUEST_READ_TIMEOUT_MS: '2000', LOCK_WAIT_MS: '20000' }),
       ]);
@@ -210,11 +223,7 @@ for (const lane of ['on', 'off'] as const) {
     });
 
     it('3. does not take requests queued behind MAX_PIPELINED answers for a slow client', { timeout: 60_000 }, async () => {
-      const name = b64(`front-lock-${lane}`);
-      const grant = async (): Promise<string> => ((await (await fetch(`${quick.url}/v3/lease/grant`, { method: 'POST', body: '{"TTL":60}' })).json()) as { ID: string }).ID;
-      const holder = await grant();
-      const waiter = await grant();
-      assert.equal((await fetch(`${quick.url}/v3/lock/lock`, { method: 'POST', body: JSON.stringify({ name, lease: holder }) })).status, 200);
+      const { name, holder, waiter } = await heldLock(quick.url, `front-lock-${lane}`);
       const c = await connect(Number(new URL(quick.url).port));
       c.send(post('/v3/lock/lock', { name, lease: waiter }) + post('/v3/kv/range', { key: b64('app/x') }).repeat(32));
       // Held for three times HEADERS_TIMEOUT_MS.
@@ -246,11 +255,7 @@ for (const lane of ['on', 'off'] as const) {
     });
 
     it('4. writes the 400 for garbage after the answer still owed before it', { timeout: 30_000 }, async () => {
-      const name = b64(`front-lock4-${lane}`);
-      const grant = async (): Promise<string> => ((await (await fetch(`${gw.url}/v3/lease/grant`, { method: 'POST', body: '{"TTL":60}' })).json()) as { ID: string }).ID;
-      const holder = await grant();
-      const waiter = await grant();
-      assert.equal((await fetch(`${gw.url}/v3/lock/lock`, { method: 'POST', body: JSON.stringify({ name, lease: holder }) })).status, 200);
+      const { name, holder, waiter } = await heldLock(gw.url, `front-lock4-${lane}`);
       const c = await connect();
       // GET first, so that Node reads this connection with the lane on too.
       c.send(`GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n${post('/v3/lock/lock', { name, lease: waiter })}GARBAGE\r\n\r\n`);
@@ -346,6 +351,27 @@ for (const lane of ['on', 'off'] as const) {
       assert.equal(closeTab.answer?.status, 200, closeTab.data.toString());
       assert.equal(closeTab.answer?.headers.connection, 'close');
       assert.equal(closeTab.closedByServer, true);
+    });
+
+    // Last: it stops the gateway.
+    it('2. stops at SIGTERM without waiting out the grace period for a connection ended while paused', { timeout: 60_000 }, async () => {
+      const big = b64('front/big');
+      assert.equal((await fetch(`${gw.url}/v3/kv/put`, { method: 'POST', body: JSON.stringify({ key: big, value: Buffer.alloc(1024 * 1024, 'v').toString('base64') }) })).status, 200);
+      const before = await answeredCount(gw.url, 'KV_Range');
+      const c = await connect();
+      c.socket.pause();
+      c.send(post('/v3/kv/range', { key: big }).repeat(4) + post('/v3/kv/range', { key: big }, ['Connection: close']));
+      const deadline = Date.now() + 5_000;
+      while ((await answeredCount(gw.url, 'KV_Range')) < before + 5 && Date.now() < deadline) await sleep(100);
+      c.send('abc');
+      c.socket.resume();
+      await c.until('5 answers or a close', () => c.answers().length === 5 || c.closed, 30_000);
+      c.socket.end();
+      await sleep(500);
+      const started = Date.now();
+      await gw.stop(SHUTDOWN_GRACE_MS * 2);
+      const ms = Date.now() - started;
+      assert.ok(ms < SHUTDOWN_GRACE_MS / 2, `stopped after ${ms} ms (grace period ${SHUTDOWN_GRACE_MS} ms)`);
     });
   });
 }
