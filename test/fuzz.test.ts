@@ -793,6 +793,8 @@ async function runPool(count: number, make: (i: number) => Case, onResult: (i: n
 describe('fuzz: hostile and broken clients', () => {
   let etcd: TestEtcd;
   let gw: ChildGateway;
+  /** The same with HTTP_FAST_LANE=off, for the fixed cases: both paths must refuse them alike. */
+  let gwNode: ChildGateway;
   let client: EtcdClient;
   before(async () => {
     etcd = await startTestEtcd();
@@ -802,113 +804,120 @@ describe('fuzz: hostile and broken clients', () => {
     for (let i = 0; i < 40; i++) {
       await client.unary('KV', 'Put', { key: Buffer.from(`fuzz/seed/${i}`), value: Buffer.from(`v${i}`), lease: i === 0 ? lease.ID : 0 }, { idempotent: false });
     }
-    gw = await startChildGateway(etcd.clientUrl, {
+    const settings = {
       MAX_BODY_BYTES: String(MAX_BODY_BYTES),
       MAX_HEADER_BYTES: String(MAX_HEADER_BYTES),
       HEADERS_TIMEOUT_MS: String(HEADERS_TIMEOUT_MS),
       REQUEST_READ_TIMEOUT_MS: String(REQUEST_READ_TIMEOUT_MS),
       WS_PING_INTERVAL_MS: String(PING_INTERVAL_MS),
       LOG_LEVEL: 'warn',
-    });
+    };
+    [gw, gwNode] = await Promise.all([startChildGateway(etcd.clientUrl, settings), startChildGateway(etcd.clientUrl, { ...settings, HTTP_FAST_LANE: 'off' })]);
   });
   after(async () => {
-    await gw?.stop(15_000);
+    await Promise.all([gw?.stop(15_000), gwNode?.stop(15_000)]);
     client?.close();
     await etcd?.cleanup();
   });
 
-  // What the first runs of this fuzzer found, as fixed cases (each failed before its fix, as noted).
-  it('refuses what it used to crash on, answer with a 5xx or run wrongly', { timeout: 60_000 }, async () => {
-    const port = Number(new URL(gw.url).port);
-    const ask = async (request: string | Buffer, steps: RawStep[] = []): Promise<{ status: number; body: string; type?: string }> => {
-      const o = await rawExchange(port, [request, ...steps], { timeoutMs: CASE_TIMEOUT_MS, untilAnswer: true });
-      assert.ok(o.answer, `no answer to ${excerpt(request)}: ${excerpt(o.data)}`);
-      return { status: o.answer.status, body: o.answer.body.toString(), type: o.answer.headers['content-type'] };
-    };
-    const refused = async (request: string | Buffer, status: number, message: RegExp, steps?: RawStep[]): Promise<void> => {
-      const a = await ask(request, steps);
-      assert.equal(refusalProblem(a.status, a.type, a.body), undefined, `${excerpt(request)}`);
-      assert.equal(a.status, status, `${excerpt(request)}: ${a.body}`);
-      assert.match(JSON.parse(a.body).message as string, message);
-    };
-    const withBody = (path: string, headers: string, body: string): string =>
-      `POST ${path} HTTP/1.1\r\nHost: x\r\n${headers}Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
-    const key = b64('fuzz/seed/1');
-    // A header gRPC metadata cannot carry: was a 500 on unary routes, and crashed the process
-    // (an unhandled rejection) on the HTTP watch, keepalive and observe streams.
-    for (const [path, body] of [
-      ['/v3/kv/range', `{"key":"${key}"}`],
-      ['/v3/watch', `{"create_request":{"key":"${key}"}}`],
-      ['/v3/lease/keepalive', '{"ID":"1"}'],
-      ['/v3/election/observe', `{"name":"${key}"}`],
-    ]) {
-      await refused(Buffer.from(withBody(path, 'Authorization: tok\u00e9n\r\n', body), 'latin1'), 400, /^header authorization: .*printable ASCII/);
-      await refused(withBody(path, 'Grpc-Metadata-a!b: x\r\n', body), 400, /^header grpc-metadata-a!b: a gRPC metadata name/);
-    }
-    // The same on a WebSocket upgrade: crashed the process (an exception in the upgrade listener).
-    await refused(Buffer.from(wsHandshake('/v3/watch', 'Authorization: tok\u00e9n\r\n').request, 'latin1'), 400, /^header authorization/);
-    // A refused upgrade whose client resets at once: crashed the process (an unhandled ECONNRESET).
-    for (let i = 0; i < 50; i++) await rawExchange(port, [wsHandshake('/v3/nope').request, 'reset'], { timeoutMs: 2_000 });
-    // 2,000 headers or more: Node dropped Content-Length with the extra ones, the body was read as empty
-    // and the request ran as the empty message (here: a lease granted).
-    await refused(withBody('/v3/lease/grant', 'a:b\r\n'.repeat(2_500), '{"TTL":"x"}'), 431, /2000 headers or more/);
-    // What Node answered without a JSON body, or not at all.
-    await refused('POST /v3/kv/range HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}', 400, /without a Host header/);
-    await refused(withBody('/v3/kv/range', 'Expect: x\r\n', '{}'), 417, /unsupported Expect header/);
-    await refused('CONNECT 127.0.0.1:2379 HTTP/1.1\r\nHost: x\r\n\r\n', 405, /CONNECT is not allowed/);
-    await refused('GET /v3/watch HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n', 400, /Sec-WebSocket-Key/);
-    await refused('POST /v3/watch HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n', 405, /Invalid HTTP method/);
-    // A body that stops coming: 408 in JSON after REQUEST_READ_TIMEOUT_MS.
-    await refused('POST /v3/kv/put HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{"key":', 408, /REQUEST_READ_TIMEOUT_MS/);
-    assert.equal(gw.exit(), undefined, `the gateway exited:\n${gw.output().slice(-4000)}`);
-    const leases = (await (await fetch(`${etcd.clientUrl}/v3/lease/leases`, { method: 'POST', body: '{}' })).json()) as { leases?: unknown[] };
-    assert.equal(leases.leases?.length, 1, 'only the seeded lease');
-  });
+  // What the first runs of this fuzzer found, as fixed cases (each failed before its fix, as noted), with
+  // the fast lane and without.
+  for (const lane of ['on', 'off'] as const) {
+    it(`refuses what it used to crash on, answer with a 5xx or run wrongly (HTTP_FAST_LANE=${lane})`, { timeout: 60_000 }, async () => {
+      const target = lane === 'on' ? gw : gwNode;
+      const port = Number(new URL(target.url).port);
+      const ask = async (request: string | Buffer, steps: RawStep[] = []): Promise<{ status: number; body: string; type?: string }> => {
+        const o = await rawExchange(port, [request, ...steps], { timeoutMs: CASE_TIMEOUT_MS, untilAnswer: true });
+        assert.ok(o.answer, `no answer to ${excerpt(request)}: ${excerpt(o.data)}`);
+        return { status: o.answer.status, body: o.answer.body.toString(), type: o.answer.headers['content-type'] };
+      };
+      const refused = async (request: string | Buffer, status: number, message: RegExp, steps?: RawStep[]): Promise<void> => {
+        const a = await ask(request, steps);
+        assert.equal(refusalProblem(a.status, a.type, a.body), undefined, `${excerpt(request)}`);
+        assert.equal(a.status, status, `${excerpt(request)}: ${a.body}`);
+        assert.match(JSON.parse(a.body).message as string, message);
+      };
+      const withBody = (path: string, headers: string, body: string): string =>
+        `POST ${path} HTTP/1.1\r\nHost: x\r\n${headers}Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+      const key = b64('fuzz/seed/1');
+      // A header gRPC metadata cannot carry: was a 500 on unary routes, and crashed the process
+      // (an unhandled rejection) on the HTTP watch, keepalive and observe streams.
+      for (const [path, body] of [
+        ['/v3/kv/range', `{"key":"${key}"}`],
+        ['/v3/watch', `{"create_request":{"key":"${key}"}}`],
+        ['/v3/lease/keepalive', '{"ID":"1"}'],
+        ['/v3/election/observe', `{"name":"${key}"}`],
+      ]) {
+        await refused(Buffer.from(withBody(path, 'Authorization: tok\u00e9n\r\n', body), 'latin1'), 400, /^header authorization: .*printable ASCII/);
+        await refused(withBody(path, 'Grpc-Metadata-a!b: x\r\n', body), 400, /^header grpc-metadata-a!b: a gRPC metadata name/);
+      }
+      // The same on a WebSocket upgrade: crashed the process (an exception in the upgrade listener).
+      await refused(Buffer.from(wsHandshake('/v3/watch', 'Authorization: tok\u00e9n\r\n').request, 'latin1'), 400, /^header authorization/);
+      // A refused upgrade whose client resets at once: crashed the process (an unhandled ECONNRESET).
+      for (let i = 0; i < 50; i++) await rawExchange(port, [wsHandshake('/v3/nope').request, 'reset'], { timeoutMs: 2_000 });
+      // 2,000 headers or more: Node dropped Content-Length with the extra ones, the body was read as empty
+      // and the request ran as the empty message (here: a lease granted).
+      await refused(withBody('/v3/lease/grant', 'a:b\r\n'.repeat(2_500), '{"TTL":"x"}'), 431, /2000 headers or more/);
+      // What Node answered without a JSON body, or not at all.
+      await refused('POST /v3/kv/range HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}', 400, /without a Host header/);
+      await refused(withBody('/v3/kv/range', 'Expect: x\r\n', '{}'), 417, /unsupported Expect header/);
+      await refused('CONNECT 127.0.0.1:2379 HTTP/1.1\r\nHost: x\r\n\r\n', 405, /CONNECT is not allowed/);
+      await refused('GET /v3/watch HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n', 400, /Sec-WebSocket-Key/);
+      await refused('POST /v3/watch HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n', 405, /Invalid HTTP method/);
+      // A body that stops coming: 408 in JSON after REQUEST_READ_TIMEOUT_MS.
+      await refused('POST /v3/kv/put HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{"key":', 408, /REQUEST_READ_TIMEOUT_MS/);
+      assert.equal(target.exit(), undefined, `the gateway exited:\n${target.output().slice(-4000)}`);
+      const leases = (await (await fetch(`${etcd.clientUrl}/v3/lease/leases`, { method: 'POST', body: '{}' })).json()) as { leases?: unknown[] };
+      assert.equal(leases.leases?.length, 1, 'only the seeded lease');
+    });
+  }
 
   // A body refused part-way (over the limit once read, or not the gzip it claimed to be) was answered at
   // once with `Connection: keep-alive` and the rest of it left unread. The client, done sending, reused the
   // connection; its next request was never read, and when REQUEST_READ_TIMEOUT_MS ran out the gateway's
   // 408 (`Connection: close`, with a JSON body) came as its answer — to a HEAD, bytes after
   // `Connection: close`, which Node's client reports as HPE_CLOSED_CONNECTION (1 fuzz run in ~13).
-  it('keeps a keep-alive connection usable after refusing a body part-way', { timeout: 60_000 }, async () => {
-    const port = Number(new URL(gw.url).port);
-    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-    const send = (method: string, path: string, body: Buffer | Buffer[], headers: http.OutgoingHttpHeaders = {}) =>
-      new Promise<{ status: number; connection?: string; body: string; reused: boolean }>((resolve, reject) => {
-        const chunked = Array.isArray(body);
-        const r = http.request({ host: '127.0.0.1', port, method, path, agent, headers: chunked ? headers : { 'Content-Length': body.length, ...headers } });
-        r.on('error', reject);
-        r.on('response', (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (d: Buffer) => chunks.push(d));
-          res.on('error', reject);
-          res.on('end', () => resolve({ status: res.statusCode!, connection: res.headers.connection, body: Buffer.concat(chunks).toString(), reused: r.reusedSocket }));
+  for (const lane of ['on', 'off'] as const) {
+    it(`keeps a keep-alive connection usable after refusing a body part-way (HTTP_FAST_LANE=${lane})`, { timeout: 60_000 }, async () => {
+      const port = Number(new URL((lane === 'on' ? gw : gwNode).url).port);
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      const send = (method: string, path: string, body: Buffer | Buffer[], headers: http.OutgoingHttpHeaders = {}) =>
+        new Promise<{ status: number; connection?: string; body: string; reused: boolean }>((resolve, reject) => {
+          const chunked = Array.isArray(body);
+          const r = http.request({ host: '127.0.0.1', port, method, path, agent, headers: chunked ? headers : { 'Content-Length': body.length, ...headers } });
+          r.on('error', reject);
+          r.on('response', (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (d: Buffer) => chunks.push(d));
+            res.on('error', reject);
+            res.on('end', () => resolve({ status: res.statusCode!, connection: res.headers.connection, body: Buffer.concat(chunks).toString(), reused: r.reusedSocket }));
+          });
+          if (chunked) {
+            for (const c of body) r.write(c);
+            r.end();
+          } else {
+            r.end(body);
+          }
         });
-        if (chunked) {
-          for (const c of body) r.write(c);
-          r.end();
-        } else {
-          r.end(body);
+      const big = Buffer.alloc(MAX_BODY_BYTES + 128 * 1024, 'A');
+      const refusals: Array<[string, Buffer | Buffer[], http.OutgoingHttpHeaders, number, RegExp]> = [
+        ['chunked, over the limit', Array.from({ length: big.length / 16_384 }, (_, i) => big.subarray(i * 16_384, (i + 1) * 16_384)), {}, 413, /larger than the limit/],
+        ['not gzip', big.subarray(0, MAX_BODY_BYTES - 1024), { 'Content-Encoding': 'gzip' }, 400, /could not be read/],
+      ];
+      try {
+        for (const [what, body, headers, status, message] of refusals) {
+          const refused = await send('POST', '/v3/kv/put', body, headers);
+          assert.equal(refused.status, status, `${what}: ${refused.body}`);
+          assert.match(JSON.parse(refused.body).message as string, message, what);
+          assert.equal(refused.connection, 'keep-alive', what);
+          const next = await withTimeout(`${what}: the next request on the connection`, send('HEAD', '/v3/lease/grant', Buffer.from('{"TTL":"71"}')), REQUEST_READ_TIMEOUT_MS - 1_000);
+          assert.deepEqual(next, { status: 405, connection: 'keep-alive', body: '', reused: true }, what);
         }
-      });
-    const big = Buffer.alloc(MAX_BODY_BYTES + 128 * 1024, 'A');
-    const refusals: Array<[string, Buffer | Buffer[], http.OutgoingHttpHeaders, number, RegExp]> = [
-      ['chunked, over the limit', Array.from({ length: big.length / 16_384 }, (_, i) => big.subarray(i * 16_384, (i + 1) * 16_384)), {}, 413, /larger than the limit/],
-      ['not gzip', big.subarray(0, MAX_BODY_BYTES - 1024), { 'Content-Encoding': 'gzip' }, 400, /could not be read/],
-    ];
-    try {
-      for (const [what, body, headers, status, message] of refusals) {
-        const refused = await send('POST', '/v3/kv/put', body, headers);
-        assert.equal(refused.status, status, `${what}: ${refused.body}`);
-        assert.match(JSON.parse(refused.body).message as string, message, what);
-        assert.equal(refused.connection, 'keep-alive', what);
-        const next = await withTimeout(`${what}: the next request on the connection`, send('HEAD', '/v3/lease/grant', Buffer.from('{"TTL":"71"}')), REQUEST_READ_TIMEOUT_MS - 1_000);
-        assert.deepEqual(next, { status: 405, connection: 'keep-alive', body: '', reused: true }, what);
+      } finally {
+        agent.destroy();
       }
-    } finally {
-      agent.destroy();
-    }
-  });
+    });
+  }
 
   it(`answers ${CASES.toLocaleString('en-US')} malformed requests with 4xx in JSON, and is unharmed`, { timeout: 240_000 }, async (t) => {
     const ops = new Map(spec().operations.map((o) => [o.operationId, o]));
