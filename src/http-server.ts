@@ -134,13 +134,13 @@ export const LINGER_BYTES = 4 * 1024 * 1024;
 /** Connections being closed by closeLingering: nothing more is parsed or answered on them. */
 const lingering = new WeakSet<Duplex>();
 
-export function isLingering(socket: Duplex): boolean {
+function isLingering(socket: Duplex): boolean {
   return lingering.has(socket);
 }
 
 /** Stops whoever reads `socket` (Node's parser, the fast lane) from seeing anything more: what arrives
  *  from now on is dropped, and past LINGER_BYTES the socket is destroyed. Once only. */
-export function dropInput(socket: Duplex): void {
+function dropInput(socket: Duplex): void {
   if (lingering.has(socket)) return;
   lingering.add(socket);
   const readers = socket.listeners('data') as Array<(chunk: Buffer) => void>;

@@ -18,6 +18,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { readdir } from 'node:fs/promises';
 import { sleep } from '../bench/setup';
+import { LINGER_BYTES } from '../src/http-server';
 import { startTestEtcd, type TestEtcd } from './harness/etcd';
 import { startChildGateway, type ChildGateway } from './helpers/child-gateway';
 import { Conn, answersIn, post, rawExchange } from './helpers/raw-http';
@@ -29,9 +30,7 @@ const MAX_CONNECTIONS = 20;
 /** Long, so that a stop held up by a leaked connection shows. */
 const SHUTDOWN_GRACE_MS = 30_000;
 const MAX_HEADER_BYTES = 4096;
-/** The gateway's bounds on a lingering close (src/http-server.ts), and what the kernel's socket buffers
- *  may hold besides (loopback, both ends). */
-const LINGER_BYTES = 4 * 1024 * 1024;
+/** What the kernel's socket buffers may hold besides what a lingering close reads (loopback, both ends). */
 const SOCKET_BUFFERS = 16 * 1024 * 1024;
 
 /** Sends `first`, waits for the answer to it when `answered` (else floods at once), then, on a socket
@@ -304,9 +303,10 @@ for (const lane of ['on', 'off'] as const) {
     });
 
     it('6. lets a client still sending its body read the 431', { timeout: 90_000 }, async () => {
-      // A body larger than MAX_BODY_BYTES, within what a lingering close reads (LINGER_BYTES).
-      const head = `POST /v3/kv/put HTTP/1.1\r\nHost: a\r\nX-Big: ${'b'.repeat(MAX_HEADER_BYTES)}\r\nContent-Length: ${3 * 1024 * 1024}\r\n\r\n`;
-      const body = Buffer.alloc(3 * 1024 * 1024, '{');
+      // A body larger than MAX_BODY_BYTES, within what a lingering close reads.
+      const size = LINGER_BYTES - 1024 * 1024;
+      const head = `POST /v3/kv/put HTTP/1.1\r\nHost: a\r\nX-Big: ${'b'.repeat(MAX_HEADER_BYTES)}\r\nContent-Length: ${size}\r\n\r\n`;
+      const body = Buffer.alloc(size, '{');
       const one = (): Promise<number | string> =>
         new Promise((resolve) => {
           const socket = net.connect(port, '127.0.0.1');
