@@ -178,7 +178,7 @@ for (const lane of ['on', 'off'] as const) {
       assert.ok(sent <= LINGER_BYTES + SOCKET_BUFFERS, `the gateway took ${sent} bytes after its 408`);
     });
 
-    it('2. gives back the connections it ended while they were paused for backpressure', { timeout: 60_000 }, async () => {
+    it('2. gives back the connections it ended while they were paused for backpressure', { timeout: 180_000 }, async () => {
       const big = b64('front/big');
       assert.equal((await fetch(`${gw.url}/v3/kv/put`, { method: 'POST', body: JSON.stringify({ key: big, value: Buffer.alloc(1024 * 1024, 'v').toString('base64') }) })).status, 200);
       const baseline = await connectionsBackTo(gw.url, 0, 10_000);
@@ -302,7 +302,7 @@ for (const lane of ['on', 'off'] as const) {
       }
     });
 
-    it('6. lets a client still sending its body read the 431', { timeout: 90_000 }, async () => {
+    it('6. lets a client still sending its body read the 431', { timeout: 180_000 }, async () => {
       // A body larger than MAX_BODY_BYTES, within what a lingering close reads.
       const size = LINGER_BYTES - 1024 * 1024;
       const head = `POST /v3/kv/put HTTP/1.1\r\nHost: a\r\nX-Big: ${'b'.repeat(MAX_HEADER_BYTES)}\r\nContent-Length: ${size}\r\n\r\n`;
@@ -354,7 +354,7 @@ for (const lane of ['on', 'off'] as const) {
     });
 
     // Last: it stops the gateway.
-    it('2. stops at SIGTERM without waiting out the grace period for a connection ended while paused', { timeout: 60_000 }, async () => {
+    it('2. stops at SIGTERM without waiting out the grace period for a connection ended while paused', { timeout: 120_000 }, async () => {
       const big = b64('front/big');
       assert.equal((await fetch(`${gw.url}/v3/kv/put`, { method: 'POST', body: JSON.stringify({ key: big, value: Buffer.alloc(1024 * 1024, 'v').toString('base64') }) })).status, 200);
       const before = await answeredCount(gw.url, 'KV_Range');

@@ -135,7 +135,7 @@ for (const lane of ['on', 'off'] as const) {
       await etcd?.cleanup();
     });
 
-    it('serves the normal client throughout, and comes back to its connections, fds and memory', { timeout: 90_000 }, async (t) => {
+    it('serves the normal client throughout, and comes back to its connections, fds and memory', { timeout: 180_000 }, async (t) => {
       const port = Number(new URL(gw.url).port);
       const bigKey = b64('soak/big');
       assert.equal((await fetch(`${gw.url}/v3/kv/put`, { method: 'POST', body: JSON.stringify({ key: bigKey, value: Buffer.alloc(64 * 1024, 'v').toString('base64') }) })).status, 200);
