@@ -296,9 +296,9 @@ describe('answers without a gRPC status, and odd ones with', () => {
     assert.equal(new GatewayError(GrpcCode.UNAVAILABLE, '').httpStatus, 503);
   });
 
-  it('a 200 page that is not gRPC is UNKNOWN; a gRPC answer without grpc-status is INTERNAL', async () => {
+  it('a gRPC answer ended without its grpc-status (a stopping member) is UNAVAILABLE; a 200 page that is not gRPC is UNKNOWN', async () => {
+    assert.deepEqual(await outcome(channel, 5000, '/t/NoStatus'), [GrpcCode.UNAVAILABLE, 'etcd ended the call without a gRPC status (as a stopping member does)']);
     assert.deepEqual(await outcome(channel, 5000, '/t/Page'), [GrpcCode.UNKNOWN, 'etcd answered HTTP 200 with content that is not gRPC']);
-    assert.deepEqual(await outcome(channel, 5000, '/t/NoStatus'), [GrpcCode.INTERNAL, 'etcd ended the call without a gRPC status']);
   });
 
   it('an invalid grpc-status is UNKNOWN with a message that says so, never NaN', async () => {

@@ -174,11 +174,13 @@ function codeFromHttpStatus(status: number): number {
 /** What an answer that ended without a grpc-status means. */
 function withoutStatus(call: Call): UnaryError {
   if (call.httpStatus !== 200) return unaryError(codeFromHttpStatus(call.httpStatus), `etcd answered HTTP ${call.httpStatus} without a gRPC status`);
-  if (call.grpcContent) return unaryError(GrpcCode.INTERNAL, 'etcd ended the call without a gRPC status');
-  // etcd's HTTP server (TLS etcd serves gRPC through it) answers so when its gRPC server has stopped
-  // and the handler returned without running the call: the member is going away. gRPC's table says
-  // UNKNOWN for a 200 in general; an empty non-gRPC 200 is this case, and UNAVAILABLE sends reads on.
-  if (call.size === 0) return unaryError(GrpcCode.UNAVAILABLE, 'etcd answered HTTP 200 without gRPC content (its gRPC server is stopping)');
+  // A TLS etcd that is stopping answers so through its HTTP server: with its gRPC server stopped, the
+  // handler returns at once (an empty 200, no content-type), or a call it had begun ends without its
+  // trailers; GOAWAY follows. gRPC's table says UNKNOWN for any 200 (grpc-go: INTERNAL for missing
+  // trailers), both 500s to clients; this is a member going away, so UNAVAILABLE: a 503, and reads go
+  // on to another member. A 200 with content that is not gRPC is someone else answering: UNKNOWN.
+  if (call.grpcContent) return unaryError(GrpcCode.UNAVAILABLE, 'etcd ended the call without a gRPC status (as a stopping member does)');
+  if (call.size === 0) return unaryError(GrpcCode.UNAVAILABLE, 'etcd answered HTTP 200 without gRPC content (as a stopping member does)');
   return unaryError(GrpcCode.UNKNOWN, 'etcd answered HTTP 200 with content that is not gRPC');
 }
 
