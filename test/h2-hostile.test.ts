@@ -47,6 +47,20 @@ async function withPeer(answer: (req: RawRequest) => void, options: RawPeerOptio
   };
 }
 
+/** A peer answering with `answer` must get GOAWAY with `code` and lose the connection, and the call
+ *  must fail at once as UNAVAILABLE (not at its deadline, not with an answer). */
+async function assertBrokenOff(code: number, answer: (req: RawRequest) => void, options: RawPeerOptions = {}): Promise<void> {
+  const { peer, channel, done } = await withPeer(answer, options);
+  try {
+    const got = await outcome(channel, 20_000);
+    assert.equal(typeof got === 'string' ? got.slice(0, 20) : got[0], GrpcCode.UNAVAILABLE, `outcome ${typeof got === 'string' ? got.slice(0, 20) : JSON.stringify(got)}`);
+    await peer.allClosed();
+    assert.deepEqual(peer.goaways, [code]);
+  } finally {
+    await done();
+  }
+}
+
 /** Writes frames while the socket lasts, at most `count`; resolves with how many went out. */
 async function flood(socket: net.Socket, count: number, next: (i: number) => Buffer): Promise<number> {
   for (let i = 0; i < count; i++) {
@@ -65,24 +79,16 @@ async function flood(socket: net.Socket, count: number, next: (i: number) => Buf
 describe('limits on what a peer sends (RFC 9113)', () => {
   it('a CONTINUATION flood is cut off: GOAWAY, the connection closed, the call failed at once', async () => {
     let sent = -1;
-    const { peer, channel, done } = await withPeer(({ socket, id }) => {
+    await assertBrokenOff(ENHANCE_YOUR_CALM, ({ socket, id }) => {
       socket.write(frame(FRAME.HEADERS, 0, id, Buffer.from([0x88])));
       // 64 MiB of fragments that never end the block.
       void flood(socket, 4096, () => frame(FRAME.CONTINUATION, 0, id, Buffer.alloc(16_384, 0x40))).then((n) => (sent = n));
     });
-    try {
-      const got = await outcome(channel, 20_000);
-      assert.equal((got as [number, string])[0], GrpcCode.UNAVAILABLE, `outcome ${JSON.stringify(got)}`);
-      await peer.allClosed();
-      assert.deepEqual(peer.goaways, [ENHANCE_YOUR_CALM]);
-      assert.ok(sent >= 0 && sent < 4096, `the peer could write ${sent} of 4096 fragments`);
-    } finally {
-      await done();
-    }
+    assert.ok(sent >= 0 && sent < 4096, `the peer could write ${sent} of 4096 fragments`);
   });
 
   it('a header list that HPACK makes large from a small block is cut off', async () => {
-    const { peer, channel, done } = await withPeer(({ socket, id }) => {
+    await assertBrokenOff(ENHANCE_YOUR_CALM, ({ socket, id }) => {
       // One 4,000-byte value into the dynamic table, then 100 one-octet references to it: 400 KB.
       const name = Buffer.from('x-big');
       // (4000 as an HPACK integer with a 7-bit prefix: 127, then 3873 in two 7-bit groups.)
@@ -90,18 +96,10 @@ describe('limits on what a peer sends (RFC 9113)', () => {
       const block = Buffer.concat([Buffer.from([0x88]), insert, Buffer.alloc(100, 0xbe)]);
       socket.write(frame(FRAME.HEADERS, FLAG.END_HEADERS, id, block));
     });
-    try {
-      const got = await outcome(channel);
-      assert.equal((got as [number, string])[0], GrpcCode.UNAVAILABLE, `outcome ${JSON.stringify(got)}`);
-      await peer.allClosed();
-      assert.deepEqual(peer.goaways, [ENHANCE_YOUR_CALM]);
-    } finally {
-      await done();
-    }
   });
 
   it('a DATA frame over our 16 KiB SETTINGS_MAX_FRAME_SIZE is a FRAME_SIZE_ERROR', async () => {
-    const { peer, channel, done } = await withPeer(({ socket, id }) => {
+    await assertBrokenOff(FRAME_SIZE_ERROR, ({ socket, id }) => {
       const message = Buffer.alloc(1024 * 1024, 0x62);
       const framed = Buffer.alloc(5 + message.length);
       framed.writeUInt32BE(message.length, 1);
@@ -110,18 +108,11 @@ describe('limits on what a peer sends (RFC 9113)', () => {
       socket.write(frame(FRAME.DATA, 0, id, framed));
       socket.write(headersFrame(id, [['grpc-status', '0']], true));
     });
-    try {
-      const got = await outcome(channel);
-      assert.equal((got as [number, string])[0], GrpcCode.UNAVAILABLE, `outcome ${typeof got === 'string' ? got.slice(0, 20) : JSON.stringify(got)}`);
-      await peer.allClosed();
-      assert.deepEqual(peer.goaways, [FRAME_SIZE_ERROR]);
-    } finally {
-      await done();
-    }
   });
 
   it('DATA past the 65,535-byte window of a peer that never took our SETTINGS is a FLOW_CONTROL_ERROR', async () => {
-    const { peer, channel, done } = await withPeer(
+    await assertBrokenOff(
+      FLOW_CONTROL_ERROR,
       ({ socket, id }) => {
         // 200 KiB in 16 KiB frames, one gRPC message, as if our 16 MiB windows were in force.
         const body = Buffer.alloc(200 * 1024, 0x63);
@@ -133,43 +124,19 @@ describe('limits on what a peer sends (RFC 9113)', () => {
       },
       { ackSettings: false },
     );
-    try {
-      const got = await outcome(channel);
-      assert.equal((got as [number, string])[0], GrpcCode.UNAVAILABLE, `outcome ${typeof got === 'string' ? got.slice(0, 20) : JSON.stringify(got)}`);
-      await peer.allClosed();
-      assert.deepEqual(peer.goaways, [FLOW_CONTROL_ERROR]);
-    } finally {
-      await done();
-    }
   });
 
   it('a stream WINDOW_UPDATE past 2^31-1 is a FLOW_CONTROL_ERROR', async () => {
-    const { peer, channel, done } = await withPeer(({ socket, id }) => {
+    await assertBrokenOff(FLOW_CONTROL_ERROR, ({ socket, id }) => {
       const increment = Buffer.alloc(4);
       increment.writeUInt32BE(0x7fffffff);
       socket.write(frame(FRAME.WINDOW_UPDATE, 0, id, increment));
       socket.write(grpcAnswer(id, Buffer.from('fine')));
     });
-    try {
-      const got = await outcome(channel);
-      assert.equal((got as [number, string])[0], GrpcCode.UNAVAILABLE, `outcome ${JSON.stringify(got)}`);
-      await peer.allClosed();
-      assert.deepEqual(peer.goaways, [FLOW_CONTROL_ERROR]);
-    } finally {
-      await done();
-    }
   });
 
   it('HEADERS on a stream we never opened is a PROTOCOL_ERROR', async () => {
-    const { peer, channel, done } = await withPeer(({ socket, id }) => socket.write(grpcAnswer(id + 2, Buffer.from('not yours'))));
-    try {
-      const got = await outcome(channel);
-      assert.equal((got as [number, string])[0], GrpcCode.UNAVAILABLE, `outcome ${JSON.stringify(got)}`);
-      await peer.allClosed();
-      assert.deepEqual(peer.goaways, [PROTOCOL_ERROR]);
-    } finally {
-      await done();
-    }
+    await assertBrokenOff(PROTOCOL_ERROR, ({ socket, id }) => socket.write(grpcAnswer(id + 2, Buffer.from('not yours'))));
   });
 
   it('a read on a connection a peer broke fails over to the next member', async () => {
