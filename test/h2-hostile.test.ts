@@ -12,8 +12,8 @@ import http2 from 'node:http2';
 import type net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { EtcdClient } from '../src/etcd/client';
-import { UnaryChannel, type UnaryError } from '../src/etcd/unary-channel';
-import { GatewayError, GrpcCode } from '../src/errors';
+import { UnaryChannel, unaryError, type UnaryError } from '../src/etcd/unary-channel';
+import { fromGrpcError, GatewayError, GrpcCode } from '../src/errors';
 import { startTestEtcd, type TestEtcd } from './harness/etcd';
 import { FLAG, FRAME, frame, grpcAnswer, headersFrame, startRawPeer, type RawPeer, type RawPeerOptions, type RawRequest } from './helpers/h2-peer';
 import { startTcpProxy } from './helpers/tcp-proxy';
@@ -271,6 +271,12 @@ describe('answers without a gRPC status, and odd ones with', () => {
   it('an invalid grpc-status is UNKNOWN with a message that says so, never NaN', async () => {
     assert.deepEqual(await outcome(channel, 5000, '/t/BadStatus'), [GrpcCode.UNKNOWN, 'etcd sent an invalid grpc-status: it broke']);
     assert.deepEqual(await outcome(channel, 5000, '/t/BigStatus'), [GrpcCode.UNKNOWN, 'etcd sent an invalid grpc-status']);
+  });
+
+  it('etcd\'s "raft proposal dropped" (code 2, a leader change) reaches clients as a 503, not a 500', () => {
+    const e = fromGrpcError(unaryError(GrpcCode.UNKNOWN, 'raft proposal dropped'));
+    assert.deepEqual([e.code, e.httpStatus, e.message], [GrpcCode.UNAVAILABLE, 503, 'raft proposal dropped']);
+    assert.equal(fromGrpcError(unaryError(GrpcCode.UNKNOWN, 'something else')).httpStatus, 500);
   });
 
   it('one bad percent-escape leaves the rest of grpc-message decoded', async () => {

@@ -132,7 +132,7 @@ function grpcMessage(raw: string): string {
   for (let i = 0; i < raw.length; i++) {
     const c = raw.charCodeAt(i);
     if (c === 0x25 && i + 2 < raw.length && isHex(raw.charCodeAt(i + 1)) && isHex(raw.charCodeAt(i + 2))) {
-      bytes[n++] = parseInt(raw.substr(i + 1, 2), 16);
+      bytes[n++] = parseInt(raw.slice(i + 1, i + 3), 16);
       i += 2;
     } else {
       bytes[n++] = c;
