@@ -288,10 +288,11 @@ describe('liveness', () => {
   it('the periodic PING fires under sequential traffic', async () => {
     const { peer, channel, done } = await withPeer(({ socket, id }) => socket.write(grpcAnswer(id, Buffer.from('ok'))));
     try {
-      // One call at a time for a little over the 10 s interval: calls go from 0 to 1 again and again.
-      const until = Date.now() + 11_500;
+      // One call at a time (calls go from 0 to 1 again and again) until a PING comes, for at most twice
+      // the 10 s interval.
+      const until = Date.now() + 20_000;
       let calls = 0;
-      while (Date.now() < until && calls < 20_000) {
+      while (peer.pings === 0 && Date.now() < until && calls < 40_000) {
         assert.equal(await outcome(channel), 'ok:ok');
         calls++;
         await new Promise((r) => setTimeout(r, 5));
