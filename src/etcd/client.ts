@@ -232,7 +232,7 @@ export class EtcdClient {
 
   /** Authenticates the gateway's own etcd user; without auth enabled in etcd there is no token to get.
    *  One sign-in at a time: etcd checks the password with bcrypt, and a sign-in per waiting request
-   *  after an etcd restart (its simple tokens die with it) kept etcd saturated. */
+   *  when etcd forgot the token (--auth-token-ttl, a changed password) kept etcd saturated. */
   signIn(deadline?: number): Promise<void> {
     this.signingIn ??= this.authenticate(deadline).finally(() => (this.signingIn = undefined));
     return this.signingIn;
