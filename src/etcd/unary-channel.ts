@@ -147,7 +147,8 @@ function isHex(c: number): boolean {
 
 /** A grpc-status value: a code from 0 to 16, written plainly, or INVALID_STATUS. */
 function grpcStatus(value: string): number {
-  return /^(?:[0-9]|1[0-6])$/.test(value) ? Number(value) : INVALID_STATUS;
+  if (value === '0') return GrpcCode.OK; // nearly every answer, without the regular expression
+  return /^(?:[1-9]|1[0-6])$/.test(value) ? Number(value) : INVALID_STATUS;
 }
 
 /** gRPC's HTTP-to-gRPC table (doc/http-grpc-status-mapping.md), for answers without a grpc-status. */
