@@ -53,6 +53,8 @@ export function invalidArgument(message: string): GatewayError {
   return new GatewayError(GrpcCode.INVALID_ARGUMENT, message);
 }
 
+const PROPOSAL_DROPPED = 'raft proposal dropped';
+
 interface GrpcLikeError {
   code?: unknown;
   details?: unknown;
@@ -65,6 +67,9 @@ export function fromGrpcError(err: unknown): GatewayError {
   const e = (err ?? {}) as GrpcLikeError;
   if (typeof e.code === 'number' && e.code >= 0 && e.code <= 16) {
     const details = typeof e.details === 'string' && e.details ? e.details : String(e.message ?? '');
+    // etcd drops a proposal caught in a leader change and says so with code 2 (UNKNOWN, a 500): an
+    // etcd fault that passes, not an unknown error. It was not applied; the client may try again.
+    if (e.code === GrpcCode.UNKNOWN && details === PROPOSAL_DROPPED) return new GatewayError(GrpcCode.UNAVAILABLE, details);
     return new GatewayError(e.code, describeTransportError(e.code, details));
   }
   return new GatewayError(GrpcCode.INTERNAL, err instanceof Error ? err.message : String(err));

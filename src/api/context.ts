@@ -60,16 +60,22 @@ export type Guard = (req: RequestHead, operationId?: string, request?: GrpcMessa
 export type UnaryHandler = (request: GrpcMessage, ctx: RequestContext) => Promise<GrpcMessage>;
 
 /** A handler that forwards the request to one etcd gRPC method unchanged; `maxWaitMs` replaces the
- *  request deadline for calls that wait by design (a lock, a campaign). */
-export function forward(service: Service, method: string, opts: { idempotent: boolean; maxWaitMs?: number }): UnaryHandler {
+ *  request deadline for calls that wait by design (a lock, a campaign); `check` may refuse an answer. */
+export function forward(
+  service: Service,
+  method: string,
+  opts: { idempotent: boolean; maxWaitMs?: number; check?: (answer: GrpcMessage) => void },
+): UnaryHandler {
   return async (request, ctx) => {
     try {
-      return await ctx.etcd.unary(service, method, request, {
+      const answer = await ctx.etcd.unary<GrpcMessage>(service, method, request, {
         idempotent: opts.idempotent,
         signal: ctx.signal,
         metadata: ctx.metadata,
         deadline: opts.maxWaitMs === undefined ? undefined : Date.now() + opts.maxWaitMs,
       });
+      opts.check?.(answer);
+      return answer;
     } catch (err) {
       // etcd's lock and election services end a wait at the deadline the gateway sent along, and report
       // it as code 2 "context deadline exceeded" — at times just before the gateway's own timer says

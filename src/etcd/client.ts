@@ -13,7 +13,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import { installFastLongStrings } from '../codec/int64';
 import { Host } from 'etcd3/lib/connection-pool';
 import { fromGrpcError, GrpcCode } from '../errors';
-import { UnaryChannel, type Cancellation, type UnaryError } from './unary-channel';
+import { UnaryChannel, unaryError, type Cancellation, type UnaryError } from './unary-channel';
 
 export type Service = 'KV' | 'Watch' | 'Lease' | 'Cluster' | 'Maintenance' | 'Auth' | 'Lock' | 'Election';
 
@@ -127,6 +127,15 @@ function needsSignIn(err: UnaryError): boolean {
   return err.code === GrpcCode.UNAUTHENTICATED || (err.code === GrpcCode.INVALID_ARGUMENT && err.details === 'etcdserver: user name is empty');
 }
 
+/** `work`, or DEADLINE_EXCEEDED when `deadline` comes first (work shared with other requests goes on). */
+function untilDeadline(work: Promise<void>, deadline: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(fromGrpcError(unaryError(GrpcCode.DEADLINE_EXCEEDED, 'Deadline exceeded'))), Math.max(0, deadline - Date.now()));
+  });
+  return Promise.race([work, late]).finally(() => clearTimeout(timer));
+}
+
 /** Ends a stream the gateway no longer wants: no more messages are handled, and etcd is told. */
 export function endStream(call: grpc.ClientDuplexStream<unknown, unknown> | undefined): void {
   if (!call) return;
@@ -150,6 +159,8 @@ export class EtcdClient {
   private current = 0;
   /** The token of the gateway's own etcd user, when one is configured and etcd has auth enabled. */
   private gatewayToken?: grpc.Metadata;
+  /** The sign-in in flight: every request that finds the token rejected waits for this one. */
+  private signingIn?: Promise<void>;
   /** Whether the channels to etcd use TLS (https:// endpoints, or TLS options given). */
   readonly secure: boolean;
   /** One credentials object for every channel, so grpc-js keeps one connection per member. */
@@ -203,24 +214,35 @@ export class EtcdClient {
     return this.unaryAsGateway<T>(service, method, request, opts);
   }
 
-  /** A call with the gateway's own etcd credentials, signing in again once when etcd asks for it. */
+  /** A call with the gateway's own etcd credentials, signing in again once when etcd asks for it; one
+   *  deadline for all of it (attempt, sign-in, and the call sent again). */
   private async unaryAsGateway<T>(service: Service, method: string, request: unknown, opts: CallOptions): Promise<T> {
+    const deadline = opts.deadline ?? Date.now() + this.options.requestTimeoutMs;
+    const token = this.gatewayToken;
     try {
-      return await this.unaryAttempts<T>(service, method, request, { ...opts, metadata: this.gatewayToken });
+      return await this.unaryAttempts<T>(service, method, request, { ...opts, deadline, metadata: token });
     } catch (e) {
       const cause = (e as { cause?: UnaryError }).cause;
       if (!cause || !needsSignIn(cause)) throw e;
-      await this.signIn();
-      return this.unaryAttempts<T>(service, method, request, { ...opts, metadata: this.gatewayToken });
+      // Someone signed in since this call was sent: its new token is the one to try.
+      if (this.gatewayToken === token) await untilDeadline(this.signIn(deadline), deadline);
+      return this.unaryAttempts<T>(service, method, request, { ...opts, deadline, metadata: this.gatewayToken });
     }
   }
 
-  /** Authenticates the gateway's own etcd user; without auth enabled in etcd there is no token to get. */
-  async signIn(): Promise<void> {
+  /** Authenticates the gateway's own etcd user; without auth enabled in etcd there is no token to get.
+   *  One sign-in at a time: etcd checks the password with bcrypt, and a sign-in per waiting request
+   *  when etcd forgot the token (--auth-token-ttl, a changed password) kept etcd saturated. */
+  signIn(deadline?: number): Promise<void> {
+    this.signingIn ??= this.authenticate(deadline).finally(() => (this.signingIn = undefined));
+    return this.signingIn;
+  }
+
+  private async authenticate(deadline: number | undefined): Promise<void> {
     const { username, password } = this.options;
     if (!username) return;
     try {
-      const answer = await this.unaryAttempts<{ token: string }>('Auth', 'Authenticate', { name: username, password: password ?? '' }, { idempotent: true });
+      const answer = await this.unaryAttempts<{ token: string }>('Auth', 'Authenticate', { name: username, password: password ?? '' }, { idempotent: true, deadline });
       const md = new grpc.Metadata();
       md.set('token', answer.token);
       this.gatewayToken = md;
@@ -250,8 +272,11 @@ export class EtcdClient {
         for (const [k, v] of Object.entries(opts.metadata.getMap())) if (typeof v === 'string') (headers ??= {})[k] = v;
       }
       const message = codec.serialize(request);
+      // Counted from the member asked first: a failure moves `current` on, which must not make the next
+      // attempt skip a member (or, with two, ask the failed one again).
+      const first = this.current;
       for (let attempt = 0; attempt < this.hosts.length; attempt++) {
-        const index = (this.current + attempt) % this.hosts.length;
+        const index = (first + attempt) % this.hosts.length;
         try {
           const answer = codec.deserialize(await this.channels[index].call(codec.path, message, headers, deadline, opts.signal)) as T;
           this.observer?.(service, method, 0, (performance.now() - started) / 1000);

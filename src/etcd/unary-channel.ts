@@ -10,8 +10,14 @@
 // - deadline: `grpc-timeout` tells etcd, a timer cancels the stream here;
 // - flow control: windows of 16 MiB each way we receive, etcd's windows respected when we send;
 // - liveness: a member that stops answering (paused, cut off) is found by a PING when a call runs past
-//   its deadline, and every 10 s while calls are open; no PONG within 5 s closes the connection, so the
-//   calls on it fail as UNAVAILABLE and the client moves to another member;
+//   its deadline (sent before the call's reset, so etcd still has a stream open and counts no "ping
+//   strike"), and every 10 s of traffic (with the next call when none is open); no PONG within 5 s
+//   closes the connection, so the calls on it fail as UNAVAILABLE and the client moves to another
+//   member; a connection whose SETTINGS never came is closed the same way;
+// - limits on what etcd sends (RFC 9113): frames up to our 16 KiB SETTINGS_MAX_FRAME_SIZE, header
+//   blocks and header lists up to MAX_HEADER_LIST_BYTES, DATA within the windows we granted, windows
+//   it grants up to 2^31-1, and no flood of PINGs or SETTINGS while it reads nothing; a peer that
+//   breaks one gets GOAWAY and is disconnected, never buffered;
 // - GOAWAY and refused streams: a call etcd provably never saw is sent again (up to 3 times);
 // - errors carry a gRPC code, etcd's message, and whether the request provably never reached etcd
 //   (no connection, a refused stream, a stream above a GOAWAY's last id), which alone lets a write be
@@ -50,6 +56,17 @@ export function unaryError(code: number, details: string, neverSent = false): Un
 }
 
 const PING_INTERVAL_MS = 10_000;
+/** The largest frame we accept: we never raise SETTINGS_MAX_FRAME_SIZE from its initial value. */
+const MAX_FRAME_BYTES = 16_384;
+/** A header block (HEADERS + CONTINUATION) and its decoded header list (RFC 9113 6.5.2: names, values
+ *  and 32 octets per field) may not pass this; advertised as SETTINGS_MAX_HEADER_LIST_SIZE. etcd's
+ *  answers carry a few short fields; grpc-message is its longest. */
+const MAX_HEADER_LIST_BYTES = 256 * 1024;
+/** Bytes we may have queued unsent before a PING or SETTINGS that needs an answer is taken as a flood
+ *  from a peer that does not read. */
+const MAX_UNREAD_BYTES = 64 * 1024 * 1024;
+/** How long a connection we closed for a protocol error still reads (and drops) what the peer sends. */
+const GOAWAY_LINGER_MS = 1_000;
 const PING_TIMEOUT_MS = 5_000;
 /** etcd's gRPC server refuses PINGs closer together than 5 s (and closes the connection for it). */
 const MIN_PING_GAP_MS = 5_000;
@@ -82,10 +99,12 @@ const ACK = 0x1;
 const END_HEADERS = 0x4;
 const PADDED = 0x8;
 const PRIORITY = 0x20;
+const SETTINGS_HEADER_TABLE_SIZE = 0x1;
 const SETTINGS_ENABLE_PUSH = 0x2;
 const SETTINGS_MAX_CONCURRENT_STREAMS = 0x3;
 const SETTINGS_INITIAL_WINDOW_SIZE = 0x4;
 const SETTINGS_MAX_FRAME_SIZE = 0x5;
+const SETTINGS_MAX_HEADER_LIST_SIZE = 0x6;
 const NO_ERROR = 0x0;
 const PROTOCOL_ERROR = 0x1;
 const FLOW_CONTROL_ERROR = 0x3;
@@ -93,18 +112,77 @@ const FRAME_SIZE_ERROR = 0x6;
 const REFUSED_STREAM = 0x7;
 const CANCEL = 0x8;
 const COMPRESSION_ERROR = 0x9;
+const ENHANCE_YOUR_CALM = 0xb;
+/** RFC 7541 6.3: a dynamic table size update to 0, the first thing in a header block. */
+const TABLE_SIZE_ZERO = Buffer.from([0x20]);
+/** A grpc-status that is not a gRPC code (0-16). */
+const INVALID_STATUS = -2;
 
 /** grpc-timeout: at most 8 digits and a unit. */
 function grpcTimeout(ms: number): string {
   return ms < 1e8 ? `${ms}m` : `${Math.ceil(ms / 1000)}S`;
 }
 
+/** grpc-message is percent-encoded UTF-8; a malformed escape is kept as it is and the rest decoded
+ *  (gRPC's PROTOCOL-HTTP2: never throw the message away). */
 function grpcMessage(raw: string): string {
-  try {
-    return decodeURIComponent(raw);
-  } catch {
-    return raw;
+  if (!raw.includes('%')) return raw;
+  const bytes = Buffer.allocUnsafe(raw.length);
+  let n = 0;
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw.charCodeAt(i);
+    if (c === 0x25 && i + 2 < raw.length && isHex(raw.charCodeAt(i + 1)) && isHex(raw.charCodeAt(i + 2))) {
+      bytes[n++] = parseInt(raw.slice(i + 1, i + 3), 16);
+      i += 2;
+    } else {
+      bytes[n++] = c;
+    }
   }
+  return bytes.toString('utf8', 0, n);
+}
+
+function isHex(c: number): boolean {
+  return (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66);
+}
+
+/** A grpc-status value: a code from 0 to 16, written plainly, or INVALID_STATUS. */
+function grpcStatus(value: string): number {
+  if (value === '0') return GrpcCode.OK; // nearly every answer, without the regular expression
+  return /^(?:[1-9]|1[0-6])$/.test(value) ? Number(value) : INVALID_STATUS;
+}
+
+/** gRPC's HTTP-to-gRPC table (doc/http-grpc-status-mapping.md), for answers without a grpc-status. */
+function codeFromHttpStatus(status: number): number {
+  switch (status) {
+    case 400:
+      return GrpcCode.INTERNAL;
+    case 401:
+      return GrpcCode.UNAUTHENTICATED;
+    case 403:
+      return GrpcCode.PERMISSION_DENIED;
+    case 404:
+      return GrpcCode.UNIMPLEMENTED;
+    case 429:
+    case 502:
+    case 503:
+    case 504:
+      return GrpcCode.UNAVAILABLE;
+    default:
+      return GrpcCode.UNKNOWN;
+  }
+}
+
+/** What an answer that ended without a grpc-status means. */
+function withoutStatus(call: Call): UnaryError {
+  if (call.httpStatus !== 200) return unaryError(codeFromHttpStatus(call.httpStatus), `etcd answered HTTP ${call.httpStatus} without a gRPC status`);
+  // A TLS etcd that is stopping answers so through its HTTP server: with its gRPC server stopped, the
+  // handler returns at once (an empty 200, no content-type), or a call it had begun ends without its
+  // trailers; GOAWAY follows. gRPC's table says UNKNOWN for any 200 (grpc-go: INTERNAL for missing
+  // trailers), both 500s to clients; this is a member going away, so UNAVAILABLE: a 503, and reads go
+  // on to another member. A 200 with content that is not gRPC is someone else answering: UNKNOWN.
+  if (call.grpcContent) return unaryError(GrpcCode.UNAVAILABLE, 'etcd ended the call without a gRPC status (as a stopping member does)');
+  if (call.size === 0) return unaryError(GrpcCode.UNAVAILABLE, 'etcd answered HTTP 200 without gRPC content (as a stopping member does)');
+  return unaryError(GrpcCode.UNKNOWN, 'etcd answered HTTP 200 with content that is not gRPC');
 }
 
 /** HTTP/2 field values may not hold control characters (RFC 9113 8.2.1); etcd would reset the stream. */
@@ -136,6 +214,8 @@ interface Call {
   recvUnacked: number;
   headersSeen: boolean;
   httpStatus: number;
+  /** content-type application/grpc: the answer came from a gRPC handler. */
+  grpcContent: boolean;
   status: number;
   details: string;
   settled: boolean;
@@ -198,6 +278,7 @@ export class UnaryChannel {
         recvUnacked: 0,
         headersSeen: false,
         httpStatus: 0,
+        grpcContent: false,
         status: -1,
         details: '',
         settled: false,
@@ -206,9 +287,10 @@ export class UnaryChannel {
       };
       call.timer = setTimeout(() => {
         this.settle(call, unaryError(GrpcCode.DEADLINE_EXCEEDED, 'Deadline exceeded'));
-        call.connection?.cancel(call);
-        // No answer in time: is the member still there at all?
+        // No answer in time: is the member still there at all? Asked before the reset, while the
+        // call is still open on both ends, so the PING goes out even when it was the only call.
         call.connection?.ping();
+        call.connection?.cancel(call);
       }, timeoutMs);
       if (signal) {
         call.signal = signal;
@@ -235,10 +317,8 @@ export class UnaryChannel {
     clearTimeout(call.timer);
     if (call.onAbort) call.signal?.removeEventListener('abort', call.onAbort);
     if (err) return call.reject(err);
-    if (call.httpStatus !== 200 && call.status === -1) {
-      return call.reject(unaryError(call.httpStatus === 503 ? GrpcCode.UNAVAILABLE : GrpcCode.UNKNOWN, `etcd answered HTTP ${call.httpStatus}`));
-    }
-    if (call.status === -1) return call.reject(unaryError(GrpcCode.INTERNAL, 'etcd ended the call without a gRPC status'));
+    if (call.status === -1) return call.reject(withoutStatus(call));
+    if (call.status === INVALID_STATUS) return call.reject(unaryError(GrpcCode.UNKNOWN, `etcd sent an invalid grpc-status${call.details ? `: ${call.details}` : ''}`));
     if (call.status !== GrpcCode.OK) return call.reject(unaryError(call.status, call.details));
     const body = call.chunks.length === 1 ? call.chunks[0] : Buffer.concat(call.chunks, call.size);
     if (body.length < 5) return call.reject(unaryError(GrpcCode.INTERNAL, 'etcd answered without a message'));
@@ -315,6 +395,8 @@ class Connection {
   private connected = false;
   /** etcd's SETTINGS arrived: the other end speaks HTTP/2. */
   private ready = false;
+  /** etcd acknowledged our SETTINGS: until then it may send 65,535 bytes per window, not 16 MiB. */
+  private settingsAcked = false;
   private closed = false;
   private error?: Error;
   private goawayLastStreamId = LAST_STREAM_ID;
@@ -347,10 +429,19 @@ class Connection {
   /** The call whose header block is being decoded (undefined: a stream we no longer track). */
   private decoding?: Call;
   private decodingTrailers = false;
+  private readonly openedAt = Date.now();
   private lastPingAt = 0;
   private pingPayload?: Buffer;
   private pingDeadline?: NodeJS.Timeout;
+  /** Runs while the connection carries calls; a PING it finds no call open for goes with the next one. */
   private pingTimer?: NodeJS.Timeout;
+  private pingDue = false;
+  /** Bytes of the header block being received, and of its decoded header list. */
+  private headerBlockBytes = 0;
+  private headerListBytes = 0;
+  /** etcd lowered SETTINGS_HEADER_TABLE_SIZE: the next header block starts with a size update. */
+  private tableSizeUpdate = false;
+  private tableSizeZero = false;
   private readonly onHeader = (name: string, value: string): void => this.header(name, value);
 
   constructor(
@@ -365,12 +456,15 @@ class Connection {
     socket.on('data', (chunk: Buffer) => this.receive(chunk));
     socket.on('error', (err: Error) => (this.error ??= err));
     socket.on('close', () => this.closedBySocket());
-    // Preface, our settings (no push; 16 MiB stream windows) and the connection window raised to match.
-    const settings = Buffer.alloc(12);
+    // Preface, our settings (no push; 16 MiB stream windows; the header list limit) and the connection
+    // window raised to match.
+    const settings = Buffer.alloc(18);
     settings.writeUInt16BE(SETTINGS_ENABLE_PUSH, 0);
     settings.writeUInt32BE(0, 2);
     settings.writeUInt16BE(SETTINGS_INITIAL_WINDOW_SIZE, 6);
     settings.writeUInt32BE(WINDOW_BYTES, 8);
+    settings.writeUInt16BE(SETTINGS_MAX_HEADER_LIST_SIZE, 12);
+    settings.writeUInt32BE(MAX_HEADER_LIST_BYTES, 14);
     this.copyOut(PREFACE);
     this.frame(SETTINGS, 0, 0, settings);
     this.windowUpdate(0, WINDOW_BYTES - DEFAULT_WINDOW);
@@ -395,6 +489,7 @@ class Connection {
     call.recvUnacked = 0;
     call.headersSeen = false;
     call.httpStatus = 0;
+    call.grpcContent = false;
     call.status = -1;
     call.details = '';
     call.id = this.nextId;
@@ -402,8 +497,12 @@ class Connection {
     if (this.nextId > LAST_STREAM_ID || (this.nextId - 1) / 2 >= STREAMS_PER_CONNECTION) this.retire();
     call.sendWindow = this.peerInitialWindow;
     this.calls.set(call.id, call);
-    if (this.calls.size === 1) this.schedulePing();
-    const block = call.block;
+    let block = call.block;
+    if (this.tableSizeUpdate) {
+      // Our encoder never uses the dynamic table: one update to 0 satisfies every later limit too.
+      this.tableSizeUpdate = false;
+      block = Buffer.concat([TABLE_SIZE_ZERO, block]);
+    }
     if (block.length <= this.peerMaxFrame) {
       this.frame(HEADERS, END_HEADERS, call.id, block);
     } else {
@@ -413,6 +512,14 @@ class Connection {
         this.frame(at === 0 ? HEADERS : CONTINUATION, end === block.length ? END_HEADERS : 0, call.id, block, at, end);
         at = end;
       }
+    }
+    if (this.pingTimer === undefined) {
+      // A PING owed from an idle tick goes right after these HEADERS, while etcd has a stream open.
+      if (this.pingDue) {
+        this.pingDue = false;
+        this.ping();
+      }
+      this.armPing();
     }
     this.sendData(call);
   }
@@ -430,10 +537,16 @@ class Connection {
   }
 
   /** A PING etcd must answer within PING_TIMEOUT_MS, else the connection is closed (its calls fail as
-   *  UNAVAILABLE). Only while calls are open, and never closer together than etcd allows. */
+   *  UNAVAILABLE). Only while calls are open, and never closer together than etcd allows. A connection
+   *  that has not had etcd's SETTINGS within PING_TIMEOUT_MS is not waited for any longer. */
   ping(): void {
     const now = Date.now();
-    if (this.pingPayload || !this.ready || this.closed || this.calls.size === 0 || now - this.lastPingAt < MIN_PING_GAP_MS) return;
+    if (this.closed) return;
+    if (!this.ready) {
+      if (now - this.openedAt >= PING_TIMEOUT_MS) this.destroy(new Error(`etcd did not start HTTP/2 within ${PING_TIMEOUT_MS} ms`));
+      return;
+    }
+    if (this.pingPayload || this.calls.size === 0 || now - this.lastPingAt < MIN_PING_GAP_MS) return;
     this.lastPingAt = now;
     this.pingPayload = Buffer.allocUnsafe(8);
     this.pingPayload.writeDoubleBE(now);
@@ -442,6 +555,20 @@ class Connection {
       this.destroy(new Error(`etcd did not answer a PING within ${PING_TIMEOUT_MS} ms`));
     }, PING_TIMEOUT_MS);
     this.pingDeadline.unref();
+  }
+
+  /** A connection error (RFC 9113 5.4.1): GOAWAY with `h2Code`, the calls failed now, and the socket
+   *  ended, then destroyed after GOAWAY_LINGER_MS (closing at once with unread input would send a TCP
+   *  reset, which can destroy the GOAWAY before the peer reads it). */
+  private breakOff(h2Code: number, message: string): void {
+    this.error ??= new Error(message);
+    this.goaway(h2Code);
+    this.flush();
+    this.socket.end();
+    setTimeout(() => this.socket.destroy(), GOAWAY_LINGER_MS).unref();
+    this.leftover = undefined;
+    this.headerParts = [];
+    this.closedBySocket();
   }
 
   destroy(err: Error): void {
@@ -544,6 +671,7 @@ class Connection {
   // ---- receiving ----------------------------------------------------------------------------------
 
   private receive(chunk: Buffer): void {
+    if (this.closed) return; // lingering after a GOAWAY of ours: read and dropped
     let buf = chunk;
     if (this.leftover) {
       buf = Buffer.concat([this.leftover, chunk]);
@@ -553,6 +681,7 @@ class Connection {
     try {
       while (buf.length - at >= 9) {
         const length = (buf[at] << 16) | (buf[at + 1] << 8) | buf[at + 2];
+        if (length > MAX_FRAME_BYTES) throw new ConnectionError(FRAME_SIZE_ERROR, `a frame of ${length} bytes, over SETTINGS_MAX_FRAME_SIZE`);
         if (buf.length - at < 9 + length) break;
         const type = buf[at + 3];
         const flags = buf[at + 4];
@@ -563,8 +692,7 @@ class Connection {
       }
     } catch (e) {
       const err = e instanceof ConnectionError ? e : new ConnectionError(e instanceof HpackError ? COMPRESSION_ERROR : PROTOCOL_ERROR, (e as Error).message);
-      this.goaway(err.h2Code);
-      this.destroy(new Error(`etcd sent a malformed HTTP/2 frame: ${err.message}`));
+      this.breakOff(err.h2Code, `etcd broke HTTP/2: ${err.message}`);
       return;
     }
     if (at < buf.length) this.leftover = at === 0 ? buf : Buffer.from(buf.subarray(at));
@@ -579,7 +707,7 @@ class Connection {
         return this.onHeaders(flags, id, payload);
       case CONTINUATION:
         if (id === 0 || id !== this.headerStream) throw new ConnectionError(PROTOCOL_ERROR, 'unexpected CONTINUATION');
-        this.headerParts.push(payload);
+        this.addHeaderFragment(payload);
         if (flags & END_HEADERS) this.headerBlockDone();
         return;
       case RST_STREAM:
@@ -590,6 +718,7 @@ class Connection {
       case PING:
         if (payload.length !== 8 || id !== 0) throw new ConnectionError(FRAME_SIZE_ERROR, 'malformed PING');
         if (flags & ACK) return this.onPong(payload);
+        this.mustBeReading();
         this.frame(PING, ACK, 0, payload);
         return;
       case GOAWAY:
@@ -606,15 +735,22 @@ class Connection {
   }
 
   private onData(flags: number, id: number, payload: Buffer): void {
-    if (id === 0) throw new ConnectionError(PROTOCOL_ERROR, 'DATA on stream 0');
-    // Every DATA byte (padding included) counts against the windows, on known streams or not.
+    this.mustBeOurStream(id, 'DATA');
+    // Every DATA byte (padding included) counts against the windows, on known streams or not; what we
+    // have not acknowledged yet is exactly what the window we granted has lost.
+    // Windows are topped up as soon as half is used, so only a peer that ignores them, or one that
+    // sends before it has taken our SETTINGS (the ACK comes first), can overrun them.
+    const window = this.settingsAcked ? WINDOW_BYTES : DEFAULT_WINDOW;
     this.recvUnacked += payload.length;
+    if (this.recvUnacked > window) throw new ConnectionError(FLOW_CONTROL_ERROR, 'DATA past the connection window');
     if (this.recvUnacked >= WINDOW_BYTES / 2) {
       this.windowUpdate(0, this.recvUnacked);
       this.recvUnacked = 0;
     }
     const call = this.calls.get(id);
     if (!call) return;
+    call.recvUnacked += payload.length;
+    if (call.recvUnacked > window) throw new ConnectionError(FLOW_CONTROL_ERROR, 'DATA past the stream window');
     let data = payload;
     if (flags & PADDED) data = unpad(payload);
     if (data.length > 0) {
@@ -622,7 +758,6 @@ class Connection {
       call.size += data.length;
     }
     if (flags & END_STREAM) return this.complete(call);
-    call.recvUnacked += payload.length;
     if (call.recvUnacked >= WINDOW_BYTES / 2) {
       this.windowUpdate(id, call.recvUnacked);
       call.recvUnacked = 0;
@@ -630,7 +765,7 @@ class Connection {
   }
 
   private onHeaders(flags: number, id: number, payload: Buffer): void {
-    if (id === 0) throw new ConnectionError(PROTOCOL_ERROR, 'HEADERS on stream 0');
+    this.mustBeOurStream(id, 'HEADERS');
     let fragment = payload;
     if (flags & PADDED) fragment = unpad(fragment);
     if (flags & PRIORITY) {
@@ -639,8 +774,26 @@ class Connection {
     }
     this.headerStream = id;
     this.headerFlags = flags;
-    this.headerParts.push(fragment);
+    this.headerBlockBytes = 0;
+    this.addHeaderFragment(fragment);
     if (flags & END_HEADERS) this.headerBlockDone();
+  }
+
+  /** Keeps a header block fragment, within MAX_HEADER_LIST_BYTES for the whole block. */
+  private addHeaderFragment(fragment: Buffer): void {
+    this.headerBlockBytes += fragment.length;
+    if (this.headerBlockBytes > MAX_HEADER_LIST_BYTES) throw new ConnectionError(ENHANCE_YOUR_CALM, `a header block over ${MAX_HEADER_LIST_BYTES} bytes`);
+    this.headerParts.push(fragment);
+  }
+
+  /** Streams etcd may send on: ours (odd, already opened); push is off, so it opens none. */
+  private mustBeOurStream(id: number, type: string): void {
+    if (id === 0 || (id & 1) === 0 || id >= this.nextId) throw new ConnectionError(PROTOCOL_ERROR, `${type} on stream ${id}, which we never opened`);
+  }
+
+  /** A peer that makes us answer (PING, SETTINGS) while it reads nothing is flooding us. */
+  private mustBeReading(): void {
+    if (this.socket.writableLength > MAX_UNREAD_BYTES) throw new ConnectionError(ENHANCE_YOUR_CALM, 'PING or SETTINGS while not reading our answers');
   }
 
   /** Decodes a whole header block (always, to keep HPACK's table in step) and applies it to its call. */
@@ -653,6 +806,7 @@ class Connection {
     const call = this.calls.get(id);
     this.decoding = call;
     this.decodingTrailers = call?.headersSeen === true;
+    this.headerListBytes = 0;
     this.decoder.decode(block, this.onHeader);
     this.decoding = undefined;
     if (!call) return;
@@ -661,11 +815,16 @@ class Connection {
   }
 
   private header(name: string, value: string): void {
+    // HPACK can name a large table entry in one octet: the decoded size is limited as well.
+    this.headerListBytes += name.length + value.length + 32;
+    if (this.headerListBytes > MAX_HEADER_LIST_BYTES) throw new ConnectionError(ENHANCE_YOUR_CALM, `a header list over ${MAX_HEADER_LIST_BYTES} bytes`);
     const call = this.decoding;
     if (!call) return;
-    if (name === 'grpc-status') call.status = Number(value);
+    if (name === 'grpc-status') call.status = grpcStatus(value);
     else if (name === 'grpc-message') call.details = grpcMessage(value);
-    else if (name === ':status' && !this.decodingTrailers) call.httpStatus = Number(value);
+    else if (this.decodingTrailers) return;
+    else if (name === ':status') call.httpStatus = Number(value);
+    else if (name === 'content-type') call.grpcContent = value.startsWith('application/grpc');
   }
 
   private onReset(id: number, code: number): void {
@@ -681,8 +840,12 @@ class Connection {
 
   private onSettings(flags: number, id: number, payload: Buffer): void {
     if (id !== 0) throw new ConnectionError(PROTOCOL_ERROR, 'SETTINGS on a stream');
-    if (flags & ACK) return;
+    if (flags & ACK) {
+      this.settingsAcked = true;
+      return;
+    }
     if (payload.length % 6 !== 0) throw new ConnectionError(FRAME_SIZE_ERROR, 'SETTINGS of the wrong size');
+    this.mustBeReading();
     for (let at = 0; at < payload.length; at += 6) {
       const key = payload.readUInt16BE(at);
       const value = payload.readUInt32BE(at + 2);
@@ -690,7 +853,13 @@ class Connection {
         if (value > 0x7fffffff) throw new ConnectionError(FLOW_CONTROL_ERROR, 'initial window above 2^31-1');
         const delta = value - this.peerInitialWindow;
         this.peerInitialWindow = value;
-        for (const call of this.calls.values()) call.sendWindow += delta;
+        for (const call of this.calls.values()) {
+          call.sendWindow += delta;
+          if (call.sendWindow > 0x7fffffff) throw new ConnectionError(FLOW_CONTROL_ERROR, 'a stream window above 2^31-1');
+        }
+      } else if (key === SETTINGS_HEADER_TABLE_SIZE) {
+        // RFC 7541 4.2: below the 4096 our encoder may assume, etcd must be told we use less.
+        if (value < 4096 && !this.tableSizeZero) this.tableSizeUpdate = this.tableSizeZero = true;
       } else if (key === SETTINGS_MAX_FRAME_SIZE) {
         if (value < 16_384 || value > 16_777_215) throw new ConnectionError(PROTOCOL_ERROR, 'invalid MAX_FRAME_SIZE');
         this.peerMaxFrame = value;
@@ -735,6 +904,7 @@ class Connection {
     const call = this.calls.get(id);
     if (!call) return;
     call.sendWindow += increment;
+    if (call.sendWindow > 0x7fffffff) throw new ConnectionError(FLOW_CONTROL_ERROR, 'a stream window above 2^31-1');
     if (this.blocked.has(call)) this.sendData(call);
   }
 
@@ -782,13 +952,18 @@ class Connection {
     this.frame(GOAWAY, 0, 0, payload);
   }
 
-  private schedulePing(): void {
-    clearTimeout(this.pingTimer);
+  /** Armed once and left running: re-arming it on every call would postpone it forever under
+   *  sequential traffic. */
+  private armPing(): void {
     this.pingTimer = setTimeout(() => {
-      if (this.calls.size > 0 && !this.closed) {
-        this.ping();
-        this.schedulePing();
+      this.pingTimer = undefined;
+      if (this.closed) return;
+      if (this.calls.size === 0) {
+        this.pingDue = true;
+        return;
       }
+      this.ping();
+      this.armPing();
     }, PING_INTERVAL_MS);
     this.pingTimer.unref();
   }

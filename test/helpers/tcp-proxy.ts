@@ -3,7 +3,8 @@
 // while new ones are still accepted; `pause()` makes it drop every new connection at once (as a network
 // that lets the handshake through and nothing else), until `resume()`; `freeze()` makes every connection,
 // current and new, carry nothing either way (as a stopped process, or a network that silently loses
-// everything), until `thaw()` lets the held data through.
+// everything), until `thaw()` lets the held data through; `blackHole()` makes the current connections carry
+// nothing, for good, while new ones work (as a half-open connection whose peer is gone).
 
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -30,11 +31,14 @@ export interface TcpProxy {
   /** No connection forwards anything, and new ones are accepted and held too, until thaw(). */
   freeze(): void;
   thaw(): void;
+  /** The current connections carry nothing from now on (and are never closed); new ones flow. */
+  blackHole(): void;
   close(): Promise<void>;
 }
 
 export async function startTcpProxy(target: { host: string; port: number }): Promise<TcpProxy> {
   const pairs = new Set<{ client: net.Socket; upstream: net.Socket }>();
+  const holes: Array<{ client: net.Socket; upstream: net.Socket }> = [];
   let paused = false;
   let frozen = false;
   let accepted = 0;
@@ -137,6 +141,12 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
       frozen = true;
       for (const pair of pairs) hold(pair);
     },
+    blackHole() {
+      for (const pair of pairs) hold(pair);
+      // Kept open but no longer ours to thaw or cut: the client must notice by itself.
+      holes.push(...pairs);
+      pairs.clear();
+    },
     thaw() {
       if (!frozen) return;
       frozen = false;
@@ -148,7 +158,7 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
       armed = undefined;
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
-        for (const { client, upstream } of pairs) {
+        for (const { client, upstream } of [...pairs, ...holes]) {
           client.destroy();
           upstream.destroy();
         }
