@@ -125,7 +125,7 @@ export function handlerTable(
       Election_Observe: (op) => serverStreamRoute(op, etcd, 'Election', 'Observe', codec('LeaderRequest', 'LeaderResponse'), maxBodyBytes, guard),
     },
     http: gatewayHandlers(etcd, hub, metrics),
-    v1: v1Handlers({ hub, keepalive, maxBodyBytes, lockWaitMs }),
+    v1: v1Handlers({ hub, keepalive, maxBodyBytes, lockWaitMs, maxWatchConnections: limits.maxConnections }),
   };
 }
 

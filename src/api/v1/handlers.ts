@@ -14,6 +14,7 @@ export interface V1Settings {
   maxBodyBytes: number;
   /** Longest wait of a lock (LOCK_WAIT_MS, as /v3/lock/lock). */
   lockWaitMs: number;
+  maxWatchConnections: number;
 }
 
 export function v1Handlers(s: V1Settings): Record<string, V1Handler> {

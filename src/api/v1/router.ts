@@ -163,10 +163,10 @@ export function badRequest(detail: string): GatewayError {
 
 /** Writes a whole answer; a HEAD gets the headers only. */
 export function reply(r: V1Request, status: number, headers: Record<string, string>, body?: Buffer | string): void {
-  const bytes = body === undefined ? undefined : typeof body === 'string' ? Buffer.from(body) : body;
-  if (bytes) headers['Content-Length'] = String(bytes.length);
+  // A string body goes out in one write with the headers (Node joins them); a Buffer takes a writev.
+  if (body !== undefined) headers['Content-Length'] = String(typeof body === 'string' ? Buffer.byteLength(body) : body.length);
   r.res.writeHead(status, headers);
-  if (bytes && r.req.method !== 'HEAD') r.res.end(bytes);
+  if (body !== undefined && r.req.method !== 'HEAD') r.res.end(body);
   else r.res.end();
 }
 
