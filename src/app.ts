@@ -80,7 +80,8 @@ export interface Gateway {
   attach(server: http.Server): void;
   /** What the fast lane did, once attached to a plain-HTTP server (undefined otherwise). */
   laneStats(): LaneStats | undefined;
-  /** Ends HTTP streams, closes WebSockets (1001) and every etcd stream; unary requests in flight go on. */
+  /** Ends HTTP streams, answers /v1/ reads waiting for a change (304), closes WebSockets (1001) and
+   *  every etcd stream; unary requests in flight go on. */
   close(): void;
 }
 
@@ -355,6 +356,7 @@ export function buildGateway(opts: AppOptions): Gateway {
     },
     laneStats: () => fastLane?.stats,
     close() {
+      v1.close();
       sockets?.close();
       for (const res of openStreams) res.end();
       keepalive.close();

@@ -70,6 +70,7 @@ function changeAfter(r: V1Request, hub: WatchHub, range: { key: Buffer; range_en
       settled = true;
       clearTimeout(timer);
       r.signal.removeEventListener('abort', gone);
+      r.closing.removeEventListener('abort', gone);
       connection.close();
       if (err) reject(err);
       else resolve(changed);
@@ -77,6 +78,8 @@ function changeAfter(r: V1Request, hub: WatchHub, range: { key: Buffer; range_en
     const gone = (): void => finish(false);
     const timer = setTimeout(() => finish(false), timeoutMs);
     r.signal.addEventListener('abort', gone);
+    r.closing.addEventListener('abort', gone);
+    if (r.closing.aborted) return finish(false);
     const connection = hub.connect(
       {
         deliver(response) {

@@ -30,6 +30,8 @@ export interface V1Request {
   etcd: EtcdClient;
   metadata?: grpc.Metadata;
   signal: Hangup;
+  /** Aborted when the gateway stops: requests that wait by design (?wait) answer at once. */
+  closing: Hangup;
   guard?: Guard;
 }
 
@@ -71,6 +73,7 @@ function compile(path: string): { pattern: RegExp; names: string[] } {
 
 export class V1Router {
   private readonly templates: Template[] = [];
+  private readonly closing = new Hangup();
 
   constructor(
     operations: Operation[],
@@ -117,6 +120,11 @@ export class V1Router {
     return { operationId: 'other', serve: (_req, res) => sendProblem(res, problem(404, `no such route: ${method} ${path}`)) };
   }
 
+  /** The gateway stops: waiting reads answer now (304), so the server can close. */
+  close(): void {
+    this.closing.abort();
+  }
+
   private async serve(
     req: IncomingMessage,
     res: ServerResponse,
@@ -144,6 +152,7 @@ export class V1Router {
         etcd: this.deps.etcd,
         metadata,
         signal,
+        closing: this.closing,
         guard: this.deps.guard,
       });
     } catch (err) {
