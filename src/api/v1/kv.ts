@@ -12,7 +12,7 @@ import { duration, etag, flag, integer, leaseId, pathBytes, precondition, type P
 import { problem, ProblemError } from './problem';
 import { revisionNumber, v1KeyValue, type EtcdKeyValue } from './representation';
 import { badRequest, reply, replyJson, type V1Handler, type V1Request } from './router';
-import { grant, revokeQuietly } from './leases';
+import { grant, MAX_LEASE_TTL, revokeQuietly } from './leases';
 import { tooManyConnections } from '../v3/watch';
 
 export interface KvSettings {
@@ -23,11 +23,11 @@ export interface KvSettings {
 }
 
 /** Listings: a page has `LIST_DEFAULT_LIMIT` keys unless `limit` says otherwise, at most `LIST_MAX_LIMIT`. */
-export const LIST_DEFAULT_LIMIT = 1000;
-export const LIST_MAX_LIMIT = 10_000;
+const LIST_DEFAULT_LIMIT = 1000;
+const LIST_MAX_LIMIT = 10_000;
 /** A blocking read (`?wait`) answers 304 after `timeout`: 60 s unless given, at most 5 minutes. */
-export const WAIT_DEFAULT_MS = 60_000;
-export const WAIT_MAX_MS = 300_000;
+const WAIT_DEFAULT_MS = 60_000;
+const WAIT_MAX_MS = 300_000;
 
 function headerRevision(header: ResponseHeader | undefined): number {
   return revisionNumber(header?.revision);
@@ -242,7 +242,7 @@ async function putKey(r: V1Request, s: KvSettings): Promise<void> {
   const prev = flag(r.query, 'prev');
   const cond = writeCondition(r);
   if (r.query.has('ttl') && r.query.has('lease')) throw badRequest('query parameters ttl and lease: use one (ttl grants a new lease, lease attaches an existing one)');
-  const ttl = integer(r.query, 'ttl', { min: 1, max: 9_000_000_000 });
+  const ttl = integer(r.query, 'ttl', { min: 1, max: MAX_LEASE_TTL });
   let lease = r.query.has('lease') ? leaseId(r.query.get('lease') ?? '', 'query parameter lease') : undefined;
   if (prev) r.guard?.(r.req, 'KV_Range', { key });
   const value = await readBody(r.req, s.maxBodyBytes);

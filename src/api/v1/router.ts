@@ -98,8 +98,8 @@ export class V1Router {
     this.templates.sort((a, b) => literal(b) - literal(a));
   }
 
-  /** The operation a request is for; undefined when no /v1/ path matches (404). A matching path with
-   *  another method is answered with 405 and the methods it has. */
+  /** The operation a request is for, and how to serve it: a path no template matches is a 404, a
+   *  matching path with another method a 405 naming the methods it has (both counted as 'other'). */
   match(method: string, path: string, search: string): V1Match {
     for (const t of this.templates) {
       const m = t.pattern.exec(path);
