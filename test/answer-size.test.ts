@@ -6,7 +6,7 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { checkRangeSize, checkTxnSize, jsonCharsAtMost, MAX_JSON_CHARS } from '../src/api/kv';
+import { checkRangeSize, checkTxnSize, jsonCharsAtMost, MAX_JSON_CHARS } from '../src/api/v3/kv';
 import { GatewayError, GrpcCode } from '../src/errors';
 import { b64, startGateway, type GatewayFixture } from './helpers/gateway';
 
