@@ -95,24 +95,37 @@ export function watchRoute(operation: Operation, hub: WatchHub, codec: MessageCo
       if (!requests.some((r) => r.create_request || r.progress_request)) res.flushHeaders();
       let cutOff = false;
       let continuing = false;
+      let corked = false;
+      const uncork = (): void => {
+        corked = false;
+        res.uncork();
+      };
+      const send = (text: string, fragment: boolean): void => {
+        if (cutOff) return;
+        // A client is too slow when what was sent before is still waiting; one large answer (a
+        // catch-up, a revision's fragments) always goes through, so memory stays within the limit
+        // plus one answer.
+        if (!continuing && res.writableLength > limits.sendBufferBytes) {
+          cutOff = true;
+          res.end(`${streamError(slowConsumer(limits.sendBufferBytes))}\n`);
+          connection.close();
+          setTimeout(() => res.destroy(), 10_000).unref();
+          return;
+        }
+        // The messages of one tick leave in one socket write, each still its own HTTP chunk.
+        if (!corked) {
+          corked = true;
+          res.cork();
+          process.nextTick(uncork);
+        }
+        // One message per write: each becomes its own HTTP chunk, as etcd3gw expects.
+        res.write(`${text}\n`);
+        continuing = fragment;
+      };
       const connection: WatchConnection = hub.connect(
         {
-          deliver(response) {
-            if (cutOff) return;
-            // A client is too slow when what was sent before is still waiting; one large answer (a
-            // catch-up, a revision's fragments) always goes through, so memory stays within the
-            // limit plus one answer.
-            if (!continuing && res.writableLength > limits.sendBufferBytes) {
-              cutOff = true;
-              res.end(`${streamError(slowConsumer(limits.sendBufferBytes))}\n`);
-              connection.close();
-              setTimeout(() => res.destroy(), 10_000).unref();
-              return;
-            }
-            // One message per write: each becomes its own HTTP chunk, as etcd3gw expects.
-            res.write(`${codec.encodeResult(response)}\n`);
-            continuing = response.fragment === true;
-          },
+          deliver: (response) => send(codec.encodeResult(response), response.fragment === true),
+          deliverShared: (response, watchId) => send(response.encodedFor(codec, watchId), response.response.fragment === true),
         },
         metadata,
       );

@@ -80,7 +80,14 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
 
   const sessions: Record<string, SessionFactory> = {
     '/watch': (send, md, _cutOff, check) => {
-      const connection = opts.hub.connect({ deliver: (r) => send(opts.codecs.watch.encodeResult(r), r.fragment === true) }, md);
+      const codec = opts.codecs.watch;
+      const connection = opts.hub.connect(
+        {
+          deliver: (r) => send(codec.encodeResult(r), r.fragment === true),
+          deliverShared: (r, watchId) => send(r.encodedFor(codec, watchId), r.response.fragment === true),
+        },
+        md,
+      );
       return { request: (v) => connection.request(check(opts.codecs.watch.decodeRequest(v))), close: () => connection.close() };
     },
     '/lease/keepalive': (send, md, _cutOff, check) => {
@@ -145,16 +152,23 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
       opts.guard?.(req, operationId, request);
       return request;
     };
-    wss.handleUpgrade(req, socket, head, (ws) => serve(ws, factory, md, check));
+    wss.handleUpgrade(req, socket, head, (ws) => serve(ws, socket, factory, md, check));
   });
 
-  function serve(ws: WebSocket, factory: SessionFactory, md: grpc.Metadata | undefined, check: Check): void {
+  function serve(ws: WebSocket, socket: Duplex, factory: SessionFactory, md: grpc.Metadata | undefined, check: Check): void {
     open++;
     opts.metrics.webSockets.inc();
     alive.set(ws, true);
     ws.on('pong', () => alive.set(ws, true));
     let cut = false;
     let continuing = false;
+    // The messages of one tick (a watch's events fanned out, several watches on one socket) leave in one
+    // socket write: the socket is corked at the first and uncorked once the tick's work is done.
+    let corked = false;
+    const uncork = (): void => {
+      corked = false;
+      socket.uncork();
+    };
     const send: Send = (text, continues = false) => {
       if (cut || ws.readyState !== ws.OPEN) return;
       // Too slow means earlier messages still wait to be sent; one large answer always goes through.
@@ -164,6 +178,11 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
         ws.close(CLOSE_SLOW_CONSUMER, slowConsumer(opts.sendBufferBytes).message.slice(0, 120));
         setTimeout(() => ws.terminate(), 10_000).unref();
         return;
+      }
+      if (!corked) {
+        corked = true;
+        socket.cork();
+        process.nextTick(uncork);
       }
       ws.send(text);
       continuing = continues;
