@@ -405,7 +405,9 @@ describe('watch at scale', { timeout: 85_000 }, () => {
     try {
       const slow = await WsWatcher.watch(gw.wsUrl, prefixWatch('big/'), false);
       const normal = await Promise.all(Array.from({ length: 10 }, () => WsWatcher.watch(gw.wsUrl, prefixWatch('big/'), false)));
-      assert.equal((await stats(gw)).connections, 11);
+      const before = await stats(gw);
+      assert.equal(before.connections, 11);
+      assert.equal(before.etcdWatches, 1, 'the 11 identical watches share one etcd watch');
       // The slow client stops reading. On loopback the kernel takes ~4 MB from a peer that does not read
       // before anything stays in the gateway's own buffer, so 300 × 16 KiB values (~6.5 MB of JSON per
       // client, ~22 KB per message) are needed to go past the 64 KiB limit.

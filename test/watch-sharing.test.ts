@@ -12,7 +12,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import WebSocket from 'ws';
-import { b64, startGateway, type GatewayFixture } from './helpers/gateway';
+import { b64, spec, startGateway, type GatewayFixture } from './helpers/gateway';
+import { MessageCodec } from '../src/api/watch';
+import { SharedResponse } from '../src/streams/watch-hub';
 import { startTestEtcd, type TestEtcd } from './harness/etcd';
 import {
   createRequest,
@@ -119,6 +121,27 @@ function assertHistoryFrom(s: Subject, truth: Ev[], lastRev: number): void {
   if (s.left) assert.deepEqual(seen, expected.slice(0, seen.length), `${what}: what it got before leaving is a beginning of the history`);
   else assert.deepEqual(seen, expected, `${what}: exactly etcd's history from its start`);
 }
+
+describe('a shared response encoded once', () => {
+  it('is, for every watch_id, byte for byte what encoding the response with that watch_id gives', () => {
+    const codec = new MessageCodec(spec(), 'WatchRequest', 'WatchResponse');
+    const header = { cluster_id: '14841639068965178418', member_id: '10276657743932975437', revision: '42', raft_term: '3' };
+    const kv = (key: string, rev: string) => ({ key: Buffer.from(key), value: Buffer.from('v'), create_revision: '7', mod_revision: rev, version: '2', lease: '0' });
+    const responses = [
+      { header, created: true, canceled: false, compact_revision: '0', cancel_reason: '', fragment: false, events: [] },
+      { header, created: false, canceled: false, compact_revision: '0', cancel_reason: '', fragment: false, events: [{ type: 'PUT', kv: kv('a/1', '41'), prev_kv: null }, { type: 'DELETE', kv: kv('a/2', '42'), prev_kv: kv('a/2', '40') }] },
+      { header, created: false, canceled: false, compact_revision: '0', cancel_reason: '', fragment: true, events: [{ type: 'PUT', kv: kv('a/3', '42'), prev_kv: null }] },
+      { header, created: false, canceled: true, compact_revision: '12', cancel_reason: 'mvcc: required revision has been compacted', fragment: false, events: [] },
+      { header: null, created: false, canceled: false, compact_revision: '0', cancel_reason: '', fragment: false, events: [] },
+    ];
+    for (const response of responses) {
+      const shared = new SharedResponse(response);
+      for (const id of ['0', '1', '7', '1000000', '-1', '9223372036854775807']) {
+        assert.equal(shared.encodedFor(codec, id), codec.encodeResult({ ...response, watch_id: id }), `watch_id ${id}: ${JSON.stringify(response).slice(0, 80)}`);
+      }
+    }
+  });
+});
 
 describe('shared watches', () => {
   let etcd: TestEtcd;
@@ -236,6 +259,28 @@ describe('shared watches', () => {
     await waitForAsync(async () => (await etcdWatchers(etcd)) === baseline, 5_000, () => 'the last client leaving cancels the etcd watch');
   });
 
+  it('answers creates in request order when a later one joins a shared watch at once', { timeout: 20_000 }, async () => {
+    const holder = await WsWatch.open('holder', gw.wsUrl);
+    const pipelined = await WsWatch.open('pipelined', gw.wsUrl);
+    try {
+      holder.send(createRequest('ord/'));
+      await waitFor(() => !!holder.created(), 5_000, () => 'the shared watch created');
+      // The first create needs etcd; the second joins the running shared watch at once: its answer
+      // still comes second, and its events after it.
+      pipelined.send(createRequest('ord-other/'));
+      pipelined.send(createRequest('ord/'));
+      const put = await gw.post('/v3/kv/put', { key: b64('ord/k'), value: b64('v') });
+      assert.equal(put.status, 200, put.text);
+      await waitFor(() => pipelined.lastRev('1') > 0, 5_000, () => 'the event on the joined watch');
+      const order = pipelined.received.map((m) => `${m.result?.watch_id ?? '0'}:${m.result?.created ? 'created' : 'events'}`);
+      assert.deepEqual(order, ['0:created', '1:created', '1:events']);
+      assert.equal((await stats(gw)).etcdWatches, 2);
+    } finally {
+      holder.close();
+      pipelined.close();
+    }
+  });
+
   it('etcd killed and restarted: the shared watch is re-created once and every client gets each revision once', { timeout: 60_000 }, async () => {
     const prefix = 'kr/';
     const writer = new Writer(gw, prefix);
@@ -267,14 +312,14 @@ describe('shared watches', () => {
       const lastRev = writer.lastRev;
       await waitFor(() => clients.every((c) => c.lastRev() >= lastRev), 15_000, () => `every client at ${lastRev}`);
       await sleep(200);
+      // The restarted etcd counts from zero: its one watcher is the shared watch, created once.
+      assert.equal(await etcdWatchers(etcd), 1, 'one watcher in the restarted etcd');
       const truth = await etcdHistory(etcd, prefix, Math.min(...subjects.map(fromOf)), lastRev);
       for (const s of subjects) {
         assert.deepEqual(s.client.errors(), []);
         assert.equal(s.client.cancelation(), undefined);
         assertHistoryFrom(s, truth, lastRev);
       }
-      // The restarted etcd counts from zero: its one watcher is the shared watch, created once.
-      assert.equal(await etcdWatchers(etcd), 1, 'one watcher in the restarted etcd');
       const st = await stats(gw);
       assert.equal(st.etcdWatches, 1);
       assert.ok(st.resumes - resumesBefore >= subjects.length, `all ${subjects.length} client watches resumed (${st.resumes - resumesBefore})`);

@@ -411,8 +411,18 @@ export class WatchConnection {
     return this.watches.size;
   }
 
-  deliverNow(response: GrpcMessage): void {
-    if (!this.closed) this.sink.deliver(response);
+  /** An answer of the gateway's own (a refusal, a cancel) keeps its place after the created answers
+   *  still due for earlier creates. */
+  private answerInOrder(answer: GrpcMessage): void {
+    this.answered(this.placeInLine(), answer);
+  }
+
+  /** A place among the answers due, for an answer that is no watch's created answer. */
+  private placeInLine(): ClientWatch {
+    const place = new ClientWatch(this, NO_WATCH, {}, '');
+    place.done = true;
+    this.unanswered.push(place);
+    return place;
   }
 
   /** Sends one of a watch's responses, after its created answer. */
@@ -452,10 +462,7 @@ export class WatchConnection {
     else if (req.cancel_request) this.cancel(String((req.cancel_request as GrpcMessage).watch_id ?? '0'));
     else if (req.progress_request) {
       // Answered in its place among the created answers, as etcd answers on one stream.
-      const asker = new ClientWatch(this, NO_WATCH, {}, '');
-      asker.done = true;
-      this.unanswered.push(asker);
-      this.home.progress(asker);
+      this.home.progress(this.placeInLine());
     }
   }
 
@@ -465,10 +472,7 @@ export class WatchConnection {
     const rest = { ...create };
     delete rest.watch_id;
     if (this.watches.size >= this.hub.options.maxWatchesPerConnection) {
-      const refusal = new ClientWatch(this, NO_WATCH, rest, '');
-      refusal.done = true;
-      this.unanswered.push(refusal);
-      this.answered(refusal, {
+      this.answerInOrder({
         watch_id: NO_WATCH,
         created: true,
         canceled: true,
@@ -513,7 +517,7 @@ export class WatchConnection {
     const header = watch.source?.lastHeader ?? (watch.answer?.header as Header | undefined) ?? null;
     this.forget(watch);
     this.hub.leave(watch);
-    this.deliverNow({ header, watch_id: watch.clientId, canceled: true });
+    this.answerInOrder({ header, watch_id: watch.clientId, canceled: true });
   }
 
   /** etcd ended the watch under `watch` (compaction, server side): tell the client, forget it. */
