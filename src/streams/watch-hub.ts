@@ -100,14 +100,15 @@ class ClientWatch {
   source?: EtcdWatch;
   /** The first revision the client still needs: a member skips the shared watch's events before it. */
   from = 0n;
-  /** Its created answer, once known; until it is sent, the client's events wait in `held`. */
-  answer?: GrpcMessage;
+  /** Its created answer, once known (null: a place in line with nothing to send); until it is sent,
+   *  the client's events wait in `held`. */
+  answer?: GrpcMessage | null;
   announced = false;
   held: Delivery[] = [];
   /** The client canceled it (or it ended): nothing more is delivered to it. */
   done = false;
-  /** A cancel that came before the created answer went out: answered right after it. */
-  cancelAfterCreate = false;
+  /** A cancel that came before the created answer went out: the place in line of its answer. */
+  cancelPlace?: ClientWatch;
 
   constructor(
     readonly connection: WatchConnection,
@@ -440,18 +441,22 @@ export class WatchConnection {
   }
 
   /** The created answer of `watch` is known; answers go out in request order. */
-  answered(watch: ClientWatch, answer: GrpcMessage): void {
+  answered(watch: ClientWatch, answer: GrpcMessage | null): void {
     watch.answer = answer;
-    while (this.unanswered.length > 0 && this.unanswered[0].answer) {
+    while (this.unanswered.length > 0 && this.unanswered[0].answer !== undefined) {
       const w = this.unanswered.shift() as ClientWatch;
       if (this.closed) continue;
-      this.sink.deliver(w.answer as GrpcMessage);
+      if (w.answer) this.sink.deliver(w.answer);
       w.announced = true;
       const held = w.held;
       w.held = [];
       // What was held was due before the watch ended, if it did.
       for (const r of held) this.send(w, r);
-      if (w.cancelAfterCreate && !w.done) this.cancelNow(w);
+      // A cancel asked for meanwhile is answered in its own place (nothing, if the watch ended).
+      if (w.cancelPlace) {
+        if (w.done) this.answered(w.cancelPlace, null);
+        else this.cancelNow(w, w.cancelPlace);
+      }
     }
   }
 
@@ -507,17 +512,17 @@ export class WatchConnection {
   private cancel(clientId: string): void {
     const watch = this.watches.get(clientId);
     // etcd's gateway sends nothing for a cancel of an unknown watch.
-    if (!watch || watch.cancelAfterCreate) return;
-    if (!watch.announced) watch.cancelAfterCreate = true;
-    else this.cancelNow(watch);
+    if (!watch || watch.cancelPlace) return;
+    if (!watch.announced) watch.cancelPlace = this.placeInLine();
+    else this.cancelNow(watch, this.placeInLine());
   }
 
   /** The client's cancel, answered by the gateway: the etcd watch may go on for other clients. */
-  private cancelNow(watch: ClientWatch): void {
+  private cancelNow(watch: ClientWatch, place: ClientWatch): void {
     const header = watch.source?.lastHeader ?? (watch.answer?.header as Header | undefined) ?? null;
     this.forget(watch);
     this.hub.leave(watch);
-    this.answerInOrder({ header, watch_id: watch.clientId, canceled: true });
+    this.answered(place, { header, watch_id: watch.clientId, canceled: true });
   }
 
   /** etcd ended the watch under `watch` (compaction, server side): tell the client, forget it. */
