@@ -137,7 +137,9 @@ describe('a shared response encoded once', () => {
     for (const response of responses) {
       const shared = new SharedResponse(response);
       for (const id of ['0', '1', '7', '1000000', '-1', '9223372036854775807']) {
-        assert.equal(shared.encodedFor(codec, id), codec.encodeResult({ ...response, watch_id: id }), `watch_id ${id}: ${JSON.stringify(response).slice(0, 80)}`);
+        const direct = codec.encodeResult({ ...response, watch_id: id });
+        assert.equal(shared.encodedFor(codec, id), direct, `watch_id ${id}: ${JSON.stringify(response).slice(0, 80)}`);
+        assert.ok(shared.bytesFor(codec, id).equals(Buffer.from(direct)), `watch_id ${id}: the same bytes`);
       }
     }
   });

@@ -9,6 +9,7 @@ import type { ObjectShape } from '../codec/shape';
 import { GatewayError, GrpcCode, httpStatusFromGrpcCode, invalidArgument, fromGrpcError } from '../errors';
 import { readJsonSequence, sendError, stampRequestId, type Route } from './router';
 import type { WatchHub, WatchConnection } from '../streams/watch-hub';
+import { TickCork } from '../streams/tick-cork';
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 
 export interface StreamLimits {
@@ -95,11 +96,7 @@ export function watchRoute(operation: Operation, hub: WatchHub, codec: MessageCo
       if (!requests.some((r) => r.create_request || r.progress_request)) res.flushHeaders();
       let cutOff = false;
       let continuing = false;
-      let corked = false;
-      const uncork = (): void => {
-        corked = false;
-        res.uncork();
-      };
+      const tick = new TickCork(res);
       const send = (text: string, fragment: boolean): void => {
         if (cutOff) return;
         // A client is too slow when what was sent before is still waiting; one large answer (a
@@ -112,12 +109,7 @@ export function watchRoute(operation: Operation, hub: WatchHub, codec: MessageCo
           setTimeout(() => res.destroy(), 10_000).unref();
           return;
         }
-        // The messages of one tick leave in one socket write, each still its own HTTP chunk.
-        if (!corked) {
-          corked = true;
-          res.cork();
-          process.nextTick(uncork);
-        }
+        tick.hold();
         // One message per write: each becomes its own HTTP chunk, as etcd3gw expects.
         res.write(`${text}\n`);
         continuing = fragment;

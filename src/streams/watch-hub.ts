@@ -64,22 +64,22 @@ const DUPLICATE_REASON = 'mvcc: duplicate watch ID provided on the WatchStream';
 const WATCH_ID_MARK = '-9223372036854775808';
 const MARKED_FIELD = `"watch_id":"${WATCH_ID_MARK}"`;
 
+/** A way to write a WatchResponse to clients (the `{"result": ...}` JSON of WebSockets and HTTP streams). */
+export interface WatchFormat {
+  encodeResult(response: GrpcMessage): string;
+}
+
 /** One response of a shared watch, without a watch_id, with its encodings memoized per format. */
 export class SharedResponse {
-  private readonly forms = new Map<object, { marked: string; at: number; zero?: string }>();
+  private readonly forms = new Map<object, { marked: string; at: number; zero?: string; bytes?: Map<string, Buffer> }>();
 
   constructor(readonly response: GrpcMessage) {}
 
   /** The response as `format.encodeResult` writes it for `watchId`, the event encoded once per format:
    *  encoded with a mark in place of the watch_id, the mark is replaced by each client's ID (or, for
    *  ID 0, which the encoding omits as a zero value, the field is cut out). */
-  encodedFor(format: { encodeResult(response: GrpcMessage): string }, watchId: string): string {
-    let form = this.forms.get(format);
-    if (!form) {
-      const marked = format.encodeResult({ ...this.response, watch_id: WATCH_ID_MARK });
-      form = { marked, at: marked.indexOf(MARKED_FIELD) };
-      this.forms.set(format, form);
-    }
+  encodedFor(format: WatchFormat, watchId: string): string {
+    const form = this.form(format);
     const { marked, at } = form;
     if (at < 0) return marked;
     if (watchId !== '0') return marked.slice(0, at + 12) + watchId + marked.slice(at + 12 + WATCH_ID_MARK.length);
@@ -88,6 +88,29 @@ export class SharedResponse {
       form.zero = marked[end] === ',' ? marked.slice(0, at) + marked.slice(end + 1) : marked.slice(0, at - (marked[at - 1] === ',' ? 1 : 0)) + marked.slice(end);
     }
     return form.zero;
+  }
+
+  /** The same as UTF-8 bytes, made once per format and watch_id: the clients with the same ID (most
+   *  have only watch 0) are all written one Buffer. */
+  bytesFor(format: WatchFormat, watchId: string): Buffer {
+    const form = this.form(format);
+    form.bytes ??= new Map();
+    let bytes = form.bytes.get(watchId);
+    if (!bytes) {
+      bytes = Buffer.from(this.encodedFor(format, watchId));
+      form.bytes.set(watchId, bytes);
+    }
+    return bytes;
+  }
+
+  private form(format: WatchFormat): { marked: string; at: number; zero?: string; bytes?: Map<string, Buffer> } {
+    let form = this.forms.get(format);
+    if (!form) {
+      const marked = format.encodeResult({ ...this.response, watch_id: WATCH_ID_MARK });
+      form = { marked, at: marked.indexOf(MARKED_FIELD) };
+      this.forms.set(format, form);
+    }
+    return form;
   }
 }
 

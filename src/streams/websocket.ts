@@ -10,6 +10,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type * as grpc from '@grpc/grpc-js';
 import type { WatchHub } from './watch-hub';
+import { TickCork } from './tick-cork';
 import type { KeepAliveHub } from './keepalive';
 import { slowConsumer, streamError, tooManyConnections, type MessageCodec, type StreamLimits } from '../api/watch';
 import { etcdMetadata, type GrpcMessage, type Guard } from '../api/context';
@@ -48,8 +49,9 @@ interface Session {
   close(): void;
 }
 
-/** Sends one message; `continues` marks a message whose revision goes on in the next one. */
-type Send = (text: string, continues?: boolean) => void;
+/** Sends one text message (as a string, or as its UTF-8 bytes); `continues` marks a message whose
+ *  revision goes on in the next one. */
+type Send = (text: string | Buffer, continues?: boolean) => void;
 
 /** Checks one decoded request of the socket's operation against access control. */
 type Check = (request: GrpcMessage) => GrpcMessage;
@@ -84,7 +86,7 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
       const connection = opts.hub.connect(
         {
           deliver: (r) => send(codec.encodeResult(r), r.fragment === true),
-          deliverShared: (r, watchId) => send(r.encodedFor(codec, watchId), r.response.fragment === true),
+          deliverShared: (r, watchId) => send(r.bytesFor(codec, watchId), r.response.fragment === true),
         },
         md,
       );
@@ -162,13 +164,7 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
     ws.on('pong', () => alive.set(ws, true));
     let cut = false;
     let continuing = false;
-    // The messages of one tick (a watch's events fanned out, several watches on one socket) leave in one
-    // socket write: the socket is corked at the first and uncorked once the tick's work is done.
-    let corked = false;
-    const uncork = (): void => {
-      corked = false;
-      socket.uncork();
-    };
+    const tick = new TickCork(socket);
     const send: Send = (text, continues = false) => {
       if (cut || ws.readyState !== ws.OPEN) return;
       // Too slow means earlier messages still wait to be sent; one large answer always goes through.
@@ -179,12 +175,8 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
         setTimeout(() => ws.terminate(), 10_000).unref();
         return;
       }
-      if (!corked) {
-        corked = true;
-        socket.cork();
-        process.nextTick(uncork);
-      }
-      ws.send(text);
+      tick.hold();
+      ws.send(text, { binary: false });
       continuing = continues;
     };
     const session = factory(send, md, () => ws.close(1000, 'stream ended'), check);
