@@ -813,20 +813,16 @@ export class WatchHub {
 
   /** etcd ended a watch (compaction, server side): every client on it is told, with its own ID. */
   ended(etcdWatch: EtcdWatch, msg: WatchResponseMsg): void {
-    this.unregister(etcdWatch);
-    this.etcdWatchCount--;
-    etcdWatch.state = 'canceling';
-    const watches = [...etcdWatch.members, ...etcdWatch.waiting];
-    etcdWatch.members.clear();
-    etcdWatch.waiting = [];
-    for (const w of watches) {
-      w.source = undefined;
-      w.connection.ended(w, msg);
-    }
+    this.gone(etcdWatch, (w) => w.connection.ended(w, msg));
   }
 
   /** etcd refused a create: every client waiting on it gets etcd's answer. */
   refused(etcdWatch: EtcdWatch, msg: WatchResponseMsg): void {
+    this.gone(etcdWatch, (w) => w.connection.refused(w, msg));
+  }
+
+  /** Forgets a watch etcd no longer holds, and tells each of its clients. */
+  private gone(etcdWatch: EtcdWatch, tell: (watch: ClientWatch) => void): void {
     this.unregister(etcdWatch);
     this.etcdWatchCount--;
     etcdWatch.state = 'canceling';
@@ -835,7 +831,7 @@ export class WatchHub {
     etcdWatch.waiting = [];
     for (const w of watches) {
       w.source = undefined;
-      w.connection.refused(w, msg);
+      tell(w);
     }
   }
 
