@@ -161,7 +161,7 @@ class Worker {
     let best = { rtt: Infinity, offset: 0 };
     for (let i = 0; i < 20; i++) {
       const t0 = now();
-      const r = await this.ask<{ type: 'clock'; id: number; now: number }>({ cmd: 'clock' }, 5_000);
+      const r = await this.ask<{ type: 'clock'; id: number; now: number }>({ cmd: 'clock' }, 30_000);
       const t1 = now();
       if (t1 - t0 < best.rtt) best = { rtt: t1 - t0, offset: r.now - (t0 + t1) / 2 };
     }
@@ -291,7 +291,8 @@ async function runScenario(
       log(`${name}: phase ${n + 1}/${cell.rates.length}: ${rate} puts/s for ${WARMUP_SECONDS} s (warm-up) + ${SECONDS} s`);
       const puts = await writer.ask<WrittenReply>(
         { cmd: 'write', endpoint: etcd.clientUrl, prefix: prefix, rate, seconds: SECONDS, warmup: rate * WARMUP_SECONDS, keys: cell.keys, watchers: cell.watchers, from: keysBefore },
-        (WARMUP_SECONDS + SECONDS) * 1_000 + 30_000,
+        // The answer waits its turn behind the events this process is still fanning out.
+        (WARMUP_SECONDS + SECONDS) * 1_000 + DRAIN_TIMEOUT_MS,
       );
       const deadline = Date.now() + DRAIN_TIMEOUT_MS;
       let committed = puts.ok;
