@@ -127,7 +127,7 @@ class ClientWatch {
    *  the client's events wait in `held`. */
   answer?: GrpcMessage | null;
   announced = false;
-  held: Delivery[] = [];
+  held?: Delivery[];
   /** The client canceled it (or it ended): nothing more is delivered to it. */
   done = false;
   /** A cancel that came before the created answer went out: the place in line of its answer. */
@@ -158,12 +158,12 @@ class EtcdWatch {
   delivered = 0n;
   /** The highest header revision seen: a client joining "from now" starts after it. */
   seen = 0n;
-  lastHeader: Header | null = null;
   /** Fragments of one revision are held until the last arrives, so a break never splits a revision. */
-  fragments: WatchResponseMsg[] = [];
+  fragments?: WatchResponseMsg[];
   readonly members = new Set<ClientWatch>();
-  /** Clients with a start revision waiting for this watch's created answer to know where it stands. */
-  waiting: ClientWatch[] = [];
+  /** Clients with a start revision waiting for this watch's created answer to know where it stands.
+   *  (This and `fragments` exist only when needed: tens of thousands of watches are held at once.) */
+  waiting?: ClientWatch[];
 
   constructor(
     readonly stream: EtcdWatchStream,
@@ -193,14 +193,18 @@ class EtcdWatch {
   noteHeader(header: Header | null): void {
     if (!header) return;
     const rev = BigInt(header.revision ?? '0');
-    if (rev >= this.seen) {
-      this.seen = rev;
-      this.lastHeader = header;
-    }
+    if (rev > this.seen) this.seen = rev;
+  }
+
+  /** A header for the gateway's own answers about this watch: its stream's member, at the revision
+   *  this watch has seen (the stream keeps the header, so that a watch does not). */
+  header(): Header | null {
+    const latest = this.stream.lastHeader;
+    return latest ? { ...latest, revision: this.seen.toString() } : null;
   }
 
   get idle(): boolean {
-    return this.members.size === 0 && this.waiting.length === 0;
+    return this.members.size === 0 && !this.waiting?.length;
   }
 }
 
@@ -208,6 +212,8 @@ class EtcdWatch {
 class EtcdWatchStream {
   private call?: grpc.ClientDuplexStream<unknown, unknown>;
   private host = 0;
+  /** The header of the latest answer on this stream. */
+  lastHeader: Header | null = null;
   private nextEtcdId = 1;
   readonly watches = new Map<string, EtcdWatch>();
   /** Creates in flight, in order: etcd answers them in order, and a refused one carries watch_id -1. */
@@ -272,6 +278,7 @@ class EtcdWatchStream {
   }
 
   private onResponse(msg: WatchResponseMsg): void {
+    if (msg.header) this.lastHeader = msg.header;
     if (msg.created) return this.onCreated(msg);
     if (msg.watch_id === NO_WATCH) {
       const asker = this.pendingProgress.shift();
@@ -292,11 +299,11 @@ class EtcdWatchStream {
     }
     if (watch.state === 'canceling') return;
     if (msg.fragment) {
-      watch.fragments.push(msg);
+      (watch.fragments ??= []).push(msg);
       return;
     }
-    const batch = watch.fragments.length ? [...watch.fragments, msg] : [msg];
-    watch.fragments = [];
+    const batch = watch.fragments ? [...watch.fragments, msg] : [msg];
+    watch.fragments = undefined;
     watch.noteHeader(msg.header);
     const events = batch.length === 1 ? msg.events : batch.flatMap((m) => m.events);
     if (events.length === 0) {
@@ -372,7 +379,7 @@ class EtcdWatchStream {
     this.progressToResend = [];
     for (const w of watches) {
       if (w.state === 'canceling') continue;
-      w.fragments = [];
+      w.fragments = undefined;
       w.state = 'creating';
       this.add(w);
     }
@@ -452,7 +459,7 @@ export class WatchConnection {
   /** Sends one of a watch's responses, after its created answer. */
   deliver(watch: ClientWatch, response: Delivery): void {
     if (this.closed || watch.done) return;
-    if (!watch.announced) watch.held.push(response);
+    if (!watch.announced) (watch.held ??= []).push(response);
     else this.send(watch, response);
   }
 
@@ -472,9 +479,11 @@ export class WatchConnection {
       if (w.answer) this.sink.deliver(w.answer);
       w.announced = true;
       const held = w.held;
-      w.held = [];
+      w.held = undefined;
+      // The created answer is not kept: answered, the watch no longer needs it.
+      w.answer = null;
       // What was held was due before the watch ended, if it did.
-      for (const r of held) this.send(w, r);
+      if (held) for (const r of held) this.send(w, r);
       // A cancel asked for meanwhile is answered in its own place (nothing, if the watch ended).
       if (w.cancelPlace) {
         if (w.done) this.answered(w.cancelPlace, null);
@@ -542,7 +551,7 @@ export class WatchConnection {
 
   /** The client's cancel, answered by the gateway: the etcd watch may go on for other clients. */
   private cancelNow(watch: ClientWatch, place: ClientWatch): void {
-    const header = watch.source?.lastHeader ?? (watch.answer?.header as Header | undefined) ?? null;
+    const header = watch.source?.header() ?? null;
     this.forget(watch);
     this.hub.leave(watch);
     this.answered(place, { header, watch_id: watch.clientId, canceled: true });
@@ -661,7 +670,7 @@ export class WatchHub {
     }
     if (!shared.positioned) {
       watch.source = shared;
-      shared.waiting.push(watch);
+      (shared.waiting ??= []).push(watch);
       return;
     }
     this.placeFrom(watch, shared);
@@ -674,7 +683,7 @@ export class WatchHub {
       watch.source = shared;
       watch.from = start;
       shared.members.add(watch);
-      if (shared.announced) watch.connection.answered(watch, { header: shared.lastHeader, watch_id: watch.clientId, created: true });
+      if (shared.announced) watch.connection.answered(watch, { header: shared.header(), watch_id: watch.clientId, created: true });
       return;
     }
     const catchUp = this.newEtcdWatch(watch, 'catch-up');
@@ -687,7 +696,7 @@ export class WatchHub {
    *  last seen revision, and its created answer says so. */
   private join(watch: ClientWatch, shared: EtcdWatch): void {
     watch.from = shared.seen + 1n;
-    watch.connection.answered(watch, { header: shared.lastHeader, watch_id: watch.clientId, created: true });
+    watch.connection.answered(watch, { header: shared.header(), watch_id: watch.clientId, created: true });
   }
 
   private newEtcdWatch(watch: ClientWatch, kind: EtcdWatchKind): EtcdWatch {
@@ -721,8 +730,8 @@ export class WatchHub {
       if (watch.startRevision === 0n) watch.from = etcdWatch.seen + 1n;
       watch.connection.answered(watch, { ...msg, watch_id: watch.clientId });
     }
-    const waiting = etcdWatch.waiting;
-    etcdWatch.waiting = [];
+    const waiting = etcdWatch.waiting ?? [];
+    etcdWatch.waiting = undefined;
     for (const watch of waiting) if (!watch.done) this.placeFrom(watch, etcdWatch);
     if (etcdWatch.kind === 'shared') this.handOverTo(etcdWatch);
     this.stopIfIdle(etcdWatch);
@@ -789,8 +798,8 @@ export class WatchHub {
     watch.source = undefined;
     if (!source) return;
     source.members.delete(watch);
-    const i = source.waiting.indexOf(watch);
-    if (i >= 0) source.waiting.splice(i, 1);
+    const i = source.waiting?.indexOf(watch) ?? -1;
+    if (i >= 0) source.waiting?.splice(i, 1);
     this.stopIfIdle(source);
   }
 
@@ -826,9 +835,9 @@ export class WatchHub {
     this.unregister(etcdWatch);
     this.etcdWatchCount--;
     etcdWatch.state = 'canceling';
-    const watches = [...etcdWatch.members, ...etcdWatch.waiting];
+    const watches = [...etcdWatch.members, ...(etcdWatch.waiting ?? [])];
     etcdWatch.members.clear();
-    etcdWatch.waiting = [];
+    etcdWatch.waiting = undefined;
     for (const w of watches) {
       w.source = undefined;
       tell(w);
