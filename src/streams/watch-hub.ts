@@ -160,7 +160,10 @@ class EtcdWatch {
   seen = 0n;
   /** Fragments of one revision are held until the last arrives, so a break never splits a revision. */
   fragments?: WatchResponseMsg[];
-  readonly members = new Set<ClientWatch>();
+  /** Its clients: one in a field, or all of them in a Set made when a second one comes (a watch on a
+   *  key nobody else watches has one client, and a Set would cost it more than the rest). */
+  private one?: ClientWatch;
+  private more?: Set<ClientWatch>;
   /** Clients with a start revision waiting for this watch's created answer to know where it stands.
    *  (This and `fragments` exist only when needed: tens of thousands of watches are held at once.) */
   waiting?: ClientWatch[];
@@ -203,8 +206,35 @@ class EtcdWatch {
     return latest ? { ...latest, revision: this.seen.toString() } : null;
   }
 
+  addMember(watch: ClientWatch): void {
+    if (this.more) this.more.add(watch);
+    else if (!this.one || this.one === watch) this.one = watch;
+    else {
+      this.more = new Set([this.one, watch]);
+      this.one = undefined;
+    }
+  }
+
+  deleteMember(watch: ClientWatch): void {
+    if (this.more) this.more.delete(watch);
+    else if (this.one === watch) this.one = undefined;
+  }
+
+  get memberCount(): number {
+    return this.more ? this.more.size : this.one ? 1 : 0;
+  }
+
+  members(): Iterable<ClientWatch> {
+    return this.more ?? (this.one ? [this.one] : []);
+  }
+
+  clearMembers(): void {
+    this.one = undefined;
+    this.more = undefined;
+  }
+
   get idle(): boolean {
-    return this.members.size === 0 && !this.waiting?.length;
+    return this.memberCount === 0 && !this.waiting?.length;
   }
 }
 
@@ -341,7 +371,7 @@ class EtcdWatchStream {
     watch.state = 'active';
     watch.noteHeader(msg.header);
     if (watch.announced) {
-      this.hub.resumes += watch.members.size;
+      this.hub.resumes += watch.memberCount;
       return;
     }
     watch.announced = true;
@@ -428,7 +458,7 @@ export class WatchConnection {
   closed = false;
   /** Creates in request order whose created answer has not gone out: answers keep that order, as
    *  etcd's do (a client that lets the server pick IDs matches answers to creates by order). */
-  private readonly unanswered: ClientWatch[] = [];
+  private unanswered?: ClientWatch[];
 
   constructor(
     private readonly hub: WatchHub,
@@ -452,8 +482,12 @@ export class WatchConnection {
   private placeInLine(): ClientWatch {
     const place = new ClientWatch(this, NO_WATCH, {}, '');
     place.done = true;
-    this.unanswered.push(place);
+    this.inLine(place);
     return place;
+  }
+
+  private inLine(watch: ClientWatch): void {
+    (this.unanswered ??= []).push(watch);
   }
 
   /** Sends one of a watch's responses, after its created answer. */
@@ -473,8 +507,10 @@ export class WatchConnection {
   /** The created answer of `watch` is known; answers go out in request order. */
   answered(watch: ClientWatch, answer: GrpcMessage | null): void {
     watch.answer = answer;
-    while (this.unanswered.length > 0 && this.unanswered[0].answer !== undefined) {
+    while (this.unanswered && this.unanswered[0].answer !== undefined) {
       const w = this.unanswered.shift() as ClientWatch;
+      // Dropped once empty: an array that held something keeps its backing store, ~150 bytes a client.
+      if (this.unanswered.length === 0) this.unanswered = undefined;
       if (this.closed) continue;
       if (w.answer) this.sink.deliver(w.answer);
       w.announced = true;
@@ -524,7 +560,7 @@ export class WatchConnection {
         // etcd answers a duplicate ID after creating and dropping the watch: asked of etcd the same way,
         // so the answer carries etcd's header.
         const duplicate = new ClientWatch(this, id, rest, '');
-        this.unanswered.push(duplicate);
+        this.inLine(duplicate);
         this.hub.duplicate(duplicate, this.home);
         return;
       }
@@ -536,7 +572,7 @@ export class WatchConnection {
     }
     const watch = new ClientWatch(this, id, rest, this.hub.shareKey(this.identity, rest));
     this.watches.set(id, watch);
-    this.unanswered.push(watch);
+    this.inLine(watch);
     this.hub.watchCount++;
     this.hub.place(watch);
   }
@@ -586,9 +622,9 @@ export class WatchConnection {
       this.hub.watchCount--;
       this.hub.leave(watch);
     }
-    for (const watch of this.unanswered) if (watch.source) this.hub.leave(watch);
+    for (const watch of this.unanswered ?? []) if (watch.source) this.hub.leave(watch);
     this.watches.clear();
-    this.unanswered.length = 0;
+    this.unanswered = undefined;
     this.hub.connectionClosed(this);
     this.home.detach(this);
   }
@@ -643,10 +679,12 @@ export class WatchHub {
   }
 
   shareKey(identity: string, create: GrpcMessage): string {
-    const b64 = (v: unknown): string => (Buffer.isBuffer(v) ? v.toString('base64') : '');
+    // latin1 (one character per byte) after the length: distinct ranges stay distinct, in few characters.
+    const bytes = (v: unknown): string => (Buffer.isBuffer(v) ? `${v.length}:${v.toString('latin1')}` : '0:');
     const filters = [...new Set((create.filters as number[] | undefined) ?? [])].sort().join(',');
     const flag = (name: string): string => (create[name] ? '1' : '0');
-    return `${identity}\n${b64(create.key)} ${b64(create.range_end)} ${filters} ${flag('prev_kv')}${flag('progress_notify')}${flag('fragment')}`;
+    // Joined rather than concatenated: one flat string, not a tree of pieces, is kept per watch.
+    return [identity, '\n', bytes(create.key), bytes(create.range_end), filters, ' ', flag('prev_kv'), flag('progress_notify'), flag('fragment')].join('');
   }
 
   /** Puts a new client watch on a shared watch, or on a catch-up watch of its own. */
@@ -657,14 +695,14 @@ export class WatchHub {
       // A start revision may be compacted: the watch that would cancel is its client's own until it
       // delivered something, so clients "from now" never share a watch that etcd refuses at once.
       const created = this.newEtcdWatch(watch, start === 0n ? 'shared' : 'catch-up');
-      created.members.add(watch);
+      created.addMember(watch);
       watch.source = created;
       watch.from = start;
       return;
     }
     if (start === 0n) {
       watch.source = shared;
-      shared.members.add(watch);
+      shared.addMember(watch);
       if (shared.announced) this.join(watch, shared);
       return;
     }
@@ -682,12 +720,12 @@ export class WatchHub {
     if (start > shared.delivered) {
       watch.source = shared;
       watch.from = start;
-      shared.members.add(watch);
+      shared.addMember(watch);
       if (shared.announced) watch.connection.answered(watch, { header: shared.header(), watch_id: watch.clientId, created: true });
       return;
     }
     const catchUp = this.newEtcdWatch(watch, 'catch-up');
-    catchUp.members.add(watch);
+    catchUp.addMember(watch);
     watch.source = catchUp;
     watch.from = start;
   }
@@ -711,7 +749,7 @@ export class WatchHub {
 
   duplicate(watch: ClientWatch, home: EtcdWatchStream): void {
     const etcdWatch = new EtcdWatch(home, 'duplicate', watch.create, '');
-    etcdWatch.members.add(watch);
+    etcdWatch.addMember(watch);
     watch.source = etcdWatch;
     this.etcdWatchCount++;
     home.add(etcdWatch);
@@ -720,13 +758,13 @@ export class WatchHub {
   /** etcd created `etcdWatch` (the first time): its clients get their created answers. */
   created(etcdWatch: EtcdWatch, msg: WatchResponseMsg): void {
     if (etcdWatch.kind === 'duplicate') {
-      const [watch] = etcdWatch.members;
-      etcdWatch.members.clear();
+      const [watch] = etcdWatch.members();
+      etcdWatch.clearMembers();
       this.stop(etcdWatch);
       watch.connection.answered(watch, { ...msg, watch_id: NO_WATCH, canceled: true, cancel_reason: DUPLICATE_REASON });
       return;
     }
-    for (const watch of etcdWatch.members) {
+    for (const watch of etcdWatch.members()) {
       if (watch.startRevision === 0n) watch.from = etcdWatch.seen + 1n;
       watch.connection.answered(watch, { ...msg, watch_id: watch.clientId });
     }
@@ -739,10 +777,10 @@ export class WatchHub {
 
   /** Hands the events of one revision-complete batch to every member that still needs them. */
   fanOut(etcdWatch: EtcdWatch, batch: WatchResponseMsg[], first: bigint, last: bigint): void {
-    if (etcdWatch.members.size === 0) return;
+    if (etcdWatch.memberCount === 0) return;
     const count = first === 0n ? 0 : batch.reduce((n, m) => n + m.events.length, 0);
     let shared: SharedResponse[] | undefined;
-    for (const watch of etcdWatch.members) {
+    for (const watch of etcdWatch.members()) {
       if (first === 0n || watch.from <= first) {
         shared ??= batch.map((m) => new SharedResponse(m));
         for (const r of shared) watch.connection.deliver(watch, r);
@@ -775,7 +813,7 @@ export class WatchHub {
   /** A catch-up watch that has delivered what the shared watch has already delivered moves its client
    *  onto the shared watch, from the next revision; with no shared watch to move to, it becomes one. */
   private handOver(catchUp: EtcdWatch): void {
-    const [watch] = catchUp.members;
+    const [watch] = catchUp.members();
     if (!watch) return;
     const shared = this.shared.get(catchUp.shareKey);
     if (!shared) {
@@ -785,10 +823,10 @@ export class WatchHub {
       return;
     }
     if (!shared.positioned || catchUp.delivered < shared.delivered) return;
-    catchUp.members.delete(watch);
+    catchUp.deleteMember(watch);
     watch.from = catchUp.delivered + 1n;
     watch.source = shared;
-    shared.members.add(watch);
+    shared.addMember(watch);
     this.stop(catchUp);
   }
 
@@ -797,7 +835,7 @@ export class WatchHub {
     const source = watch.source;
     watch.source = undefined;
     if (!source) return;
-    source.members.delete(watch);
+    source.deleteMember(watch);
     const i = source.waiting?.indexOf(watch) ?? -1;
     if (i >= 0) source.waiting?.splice(i, 1);
     this.stopIfIdle(source);
@@ -835,8 +873,8 @@ export class WatchHub {
     this.unregister(etcdWatch);
     this.etcdWatchCount--;
     etcdWatch.state = 'canceling';
-    const watches = [...etcdWatch.members, ...(etcdWatch.waiting ?? [])];
-    etcdWatch.members.clear();
+    const watches = [...etcdWatch.members(), ...(etcdWatch.waiting ?? [])];
+    etcdWatch.clearMembers();
     etcdWatch.waiting = undefined;
     for (const w of watches) {
       w.source = undefined;
