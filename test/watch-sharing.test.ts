@@ -11,10 +11,12 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import WebSocket from 'ws';
 import { b64, spec, startGateway, type GatewayFixture } from './helpers/gateway';
 import { MessageCodec } from '../src/api/watch';
 import { SharedResponse } from '../src/streams/watch-hub';
+import { TickCork } from '../src/streams/tick-cork';
 import { startTestEtcd, type TestEtcd } from './harness/etcd';
 import {
   createRequest,
@@ -142,6 +144,43 @@ describe('a shared response encoded once', () => {
         assert.ok(shared.bytesFor(codec, id).equals(Buffer.from(direct)), `watch_id ${id}: the same bytes`);
       }
     }
+  });
+});
+
+describe('write coalescing', () => {
+  /** A stream that records how many messages each of its writes to the "socket" carried. */
+  function recorder(): { stream: Writable; writes: number[] } {
+    const writes: number[] = [];
+    const stream = new Writable({
+      write(_chunk, _enc, done) {
+        writes.push(1);
+        done();
+      },
+      writev(chunks, done) {
+        writes.push(chunks.length);
+        done();
+      },
+    });
+    return { stream, writes };
+  }
+
+  it('the messages written to one stream in one tick leave in one write; the next tick starts another', async () => {
+    const a = recorder();
+    const b = recorder();
+    const corkA = new TickCork(a.stream);
+    const corkB = new TickCork(b.stream);
+    for (let i = 0; i < 3; i++) {
+      corkA.hold();
+      a.stream.write(`a${i}`);
+      corkB.hold();
+      b.stream.write(`b${i}`);
+    }
+    await new Promise((resolve) => setImmediate(resolve));
+    corkA.hold();
+    a.stream.write('a3');
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(a.writes, [3, 1]);
+    assert.deepEqual(b.writes, [3]);
   });
 });
 
