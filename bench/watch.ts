@@ -199,6 +199,9 @@ interface Phase {
   hist: LatencyHistogram;
   /** etcd's CPU time (user + system) over the phase, per committed put. */
   etcdCpuPerPutMs: number;
+  /** The serving process's CPU time over the phase per delivered event: this process for this gateway
+   *  (the bench's own share in it is small), etcd's for etcd's gateway. */
+  cpuPerEventUs: number;
 }
 
 interface ScenarioResult {
@@ -288,6 +291,7 @@ async function runScenario(
       await Promise.all(clients.map((c) => c.ask<ProgressReply>({ cmd: 'reset' }, 30_000)));
       const keysBefore = cell.keys === 'shared' ? ((await countKeys(client, `${prefix}m/`)) ?? 0) : 0;
       const cpuBefore = etcd.pid === undefined ? NaN : (await procSample(etcd.pid)).cpuMs;
+      const ownBefore = process.cpuUsage();
       log(`${name}: phase ${n + 1}/${cell.rates.length}: ${rate} puts/s for ${WARMUP_SECONDS} s (warm-up) + ${SECONDS} s`);
       const puts = await writer.ask<WrittenReply>(
         { cmd: 'write', endpoint: etcd.clientUrl, prefix: prefix, rate, seconds: SECONDS, warmup: rate * WARMUP_SECONDS, keys: cell.keys, watchers: cell.watchers, from: keysBefore },
@@ -309,6 +313,7 @@ async function runScenario(
         await sleep(250);
       }
       const cpuAfter = etcd.pid === undefined ? NaN : (await procSample(etcd.pid)).cpuMs;
+      const own = process.cpuUsage(ownBefore);
       if (delivered < expected) log(`${name}: ${expected - delivered} events still missing after a ${DRAIN_TIMEOUT_MS / 1000} s drain`);
       const results = await Promise.all(clients.map((c) => c.ask<ResultReply>({ cmd: 'result' }, 30_000)));
       const hist = new LatencyHistogram();
@@ -332,6 +337,7 @@ async function runScenario(
         eventsPerSec: lastRecv > puts.firstSend ? total / ((lastRecv - puts.firstSend) / 1000) : 0,
         hist,
         etcdCpuPerPutMs: (cpuAfter - cpuBefore) / Math.max(1, puts.ok + rate * WARMUP_SECONDS),
+        cpuPerEventUs: (name === 'this gateway' ? (own.user + own.system) / 1000 : cpuAfter - cpuBefore) * 1000 / Math.max(1, total),
       };
       phases.push(phase);
       log(`${name}: ${rate} puts/s: p50 ${ms(hist.percentile(0.5))}, p99 ${ms(hist.percentile(0.99))}, ${int(total)}/${int(expected)} events`);
@@ -380,6 +386,7 @@ function table(results: ScenarioResult[], cell: Cell, etcdVersion: string): stri
     row('latency p99', each((p) => [ms(p.hist.percentile(0.99)), p.hist.percentile(0.99)]));
     row('latency max', each((p) => [ms(p.hist.maxMs), p.hist.maxMs]));
     row('etcd CPU per put', each((p) => [ms(p.etcdCpuPerPutMs), p.etcdCpuPerPutMs]));
+    row('gateway CPU per event (b)', each((p) => [`${p.cpuPerEventUs.toFixed(1)} µs`, p.cpuPerEventUs]));
   }
   if (cell.maxP99Ms !== undefined) {
     row(
@@ -418,6 +425,8 @@ function table(results: ScenarioResult[], cell: Cell, etcdVersion: string): stri
     'latency: put sent → event received by the client (both on one clock), through etcd commit and the gateway.',
     'ratio: this gateway / etcd gateway. etcd CPU per put: etcd user + system CPU over the phase (warm-up included) / puts.',
     '(a) etcd serves its gateway from its own process: its column is the whole etcd process (gateway + watchers, Go heap).',
+    '(b) CPU of the serving process over the phase (warm-up included) / events delivered: this process (gateway and bench)',
+    '    for this gateway, the whole etcd process for etcd\'s gateway.',
     `memory: delta after opening the watchers (after GC: V8 by gc(), Go by pprof ?gc=1), divided by the watchers open.`,
   ];
   const negative = results.reduce((a, r) => a + r.phases.reduce((b, p) => b + p.hist.negative, 0), 0);
