@@ -290,7 +290,15 @@ async function runScenario(
     for (const [n, rate] of cell.rates.entries()) {
       await Promise.all(clients.map((c) => c.ask<ProgressReply>({ cmd: 'reset' }, 30_000)));
       const keysBefore = cell.keys === 'shared' ? ((await countKeys(client, `${prefix}m/`)) ?? 0) : 0;
-      const cpuBefore = etcd.pid === undefined ? NaN : (await procSample(etcd.pid)).cpuMs;
+      const etcdCpu = async (): Promise<number> => (etcd.pid === undefined ? NaN : (await procSample(etcd.pid)).cpuMs);
+      // etcd's CPU when idle (raft ticks, the watchers' housekeeping) is measured first and taken out,
+      // so that a put's share is not inflated at low rates.
+      const idleFrom = await etcdCpu();
+      const idleStart = Date.now();
+      await sleep(2_000);
+      const cpuBefore = await etcdCpu();
+      const idlePerMs = (cpuBefore - idleFrom) / (Date.now() - idleStart);
+      const phaseStart = Date.now();
       const ownBefore = process.cpuUsage();
       log(`${name}: phase ${n + 1}/${cell.rates.length}: ${rate} puts/s for ${WARMUP_SECONDS} s (warm-up) + ${SECONDS} s`);
       const puts = await writer.ask<WrittenReply>(
@@ -312,7 +320,7 @@ async function runScenario(
         if (delivered >= expected) break;
         await sleep(250);
       }
-      const cpuAfter = etcd.pid === undefined ? NaN : (await procSample(etcd.pid)).cpuMs;
+      const cpuAfter = (await etcdCpu()) - idlePerMs * (Date.now() - phaseStart);
       const own = process.cpuUsage(ownBefore);
       if (delivered < expected) log(`${name}: ${expected - delivered} events still missing after a ${DRAIN_TIMEOUT_MS / 1000} s drain`);
       const results = await Promise.all(clients.map((c) => c.ask<ResultReply>({ cmd: 'result' }, 30_000)));
@@ -423,7 +431,8 @@ function table(results: ScenarioResult[], cell: Cell, etcdVersion: string): stri
     ...rows.map(line),
     '',
     'latency: put sent → event received by the client (both on one clock), through etcd commit and the gateway.',
-    'ratio: this gateway / etcd gateway. etcd CPU per put: etcd user + system CPU over the phase (warm-up included) / puts.',
+    'ratio: this gateway / etcd gateway. etcd CPU per put: etcd user + system CPU over the phase (warm-up included), less',
+    '       its idle rate measured for 2 s before, / puts.',
     '(a) etcd serves its gateway from its own process: its column is the whole etcd process (gateway + watchers, Go heap).',
     '(b) CPU of the serving process over the phase (warm-up included) / events delivered: this process (gateway and bench)',
     '    for this gateway, the whole etcd process for etcd\'s gateway.',
