@@ -13,11 +13,16 @@ import { LatencyHistogram } from './histogram';
 export type ClientCommand =
   | { cmd: 'clock'; id: number }
   | { cmd: 'offset'; offsetMs: number }
-  | { cmd: 'open'; id: number; url: string; count: number; prefix: string; concurrency: number; timeoutMs: number }
+  | { cmd: 'open'; id: number; url: string; count: number; prefix: string; concurrency: number; timeoutMs: number; keys: Keys; first: number }
   | { cmd: 'progress'; id: number }
   | { cmd: 'result'; id: number }
-  | { cmd: 'write'; id: number; endpoint: string; prefix: string; rate: number; seconds: number; warmup: number }
+  | { cmd: 'reset'; id: number }
+  | { cmd: 'write'; id: number; endpoint: string; prefix: string; rate: number; seconds: number; warmup: number; keys: Keys; watchers: number; from: number }
   | { cmd: 'close' };
+
+/** `shared`: every watcher watches the prefix (one watch to share); `distinct`: watcher i watches the one
+ *  key <prefix>m/<i> and put n goes to key n mod watchers (no two watchers alike). */
+export type Keys = 'shared' | 'distinct';
 
 export interface WrittenReply {
   type: 'written';
@@ -79,7 +84,7 @@ const MOD_REVISION = '"mod_revision":"';
 
 let offsetMs = 0;
 const watchers: Watcher[] = [];
-const hist = new LatencyHistogram();
+let hist = new LatencyHistogram();
 let totalEvents = 0;
 let disorder = 0;
 let errors = 0;
@@ -160,15 +165,17 @@ async function open(cmd: Extract<ClientCommand, { cmd: 'open' }>): Promise<void>
   const key = Buffer.from(cmd.prefix);
   const end = Buffer.from(cmd.prefix);
   end[end.length - 1]++;
-  const create = JSON.stringify({ create_request: { key: key.toString('base64'), range_end: end.toString('base64') } });
+  const prefixCreate = JSON.stringify({ create_request: { key: key.toString('base64'), range_end: end.toString('base64') } });
+  const createOf = (i: number): string =>
+    cmd.keys === 'shared' ? prefixCreate : JSON.stringify({ create_request: { key: Buffer.from(`${cmd.prefix}m/${cmd.first + i}`).toString('base64') } });
   let next = 0;
   let ok = 0;
   let failed = 0;
   const errs = new Map<string, number>();
   const worker = async (): Promise<void> => {
     while (next < cmd.count && now() < deadline) {
-      next++;
-      const err = await openOne(cmd.url, create, Math.max(1, Math.min(30_000, deadline - now())));
+      const i = next++;
+      const err = await openOne(cmd.url, createOf(i), Math.max(1, Math.min(30_000, deadline - now())));
       if (err) {
         failed++;
         errs.set(err, (errs.get(err) ?? 0) + 1);
@@ -227,7 +234,8 @@ async function write(cmd: Extract<ClientCommand, { cmd: 'write' }>): Promise<voi
     const sent = now() - offsetMs;
     if (seq === 0) firstSend = sent;
     lastSend = sent;
-    const key = seq < 0 ? `${cmd.prefix}w/${i}` : `${cmd.prefix}m/${seq}`;
+    // Distinct keys: the warm-up puts go to the watched keys too, so the path they warm is the measured one.
+    const key = cmd.keys === 'distinct' ? `${cmd.prefix}m/${i % cmd.watchers}` : seq < 0 ? `${cmd.prefix}w/${i}` : `${cmd.prefix}m/${cmd.from + seq}`;
     const request = { key: Buffer.from(key), value: Buffer.from(`${seq} ${sent.toFixed(3)}`) };
     const p: Promise<void> = etcd
       .unary('KV', 'Put', request, { idempotent: false })
@@ -271,6 +279,15 @@ process.on('message', (m: ClientCommand) => {
       break;
     case 'result':
       reply(result(m.id));
+      break;
+    case 'reset':
+      // A new phase (another put rate) on the same watchers: its figures start from zero.
+      hist = new LatencyHistogram();
+      totalEvents = 0;
+      firstRecv = 0;
+      lastRecv = 0;
+      for (const w of watchers) w.events = 0;
+      reply({ type: 'progress', id: m.id, events: 0, closed: Object.values(closes).reduce((x, y) => x + y, 0) });
       break;
     case 'write':
       void write(m);

@@ -1,9 +1,18 @@
-// Watch benchmark: N WebSocket watchers on one prefix, puts at a fixed rate, event delivery latency,
-// delivered events/s and server memory per watcher, through this gateway (in this process) and then
-// the same scenario through etcd's own gateway (ws://<etcd>/v3/watch), printed side by side.
+// Watch benchmark: N WebSocket watchers on one prefix (or each on a key of its own), puts at a fixed
+// rate, event delivery latency, delivered events/s, etcd CPU per put and server memory per watcher,
+// through this gateway (in this process) and then the same scenario through etcd's own gateway
+// (ws://<etcd>/v3/watch), printed side by side with the ratio.
 //
-//   npm run bench:watch -- [--watchers 1000] [--rate 50] [--seconds 10] [--warmup 1] [--client-procs K]
+//   npm run bench:watch                      the issue's four cells, one after the other
+//   npm run bench:watch -- --cell 2          one of them (1: 1,000 watchers, one prefix, 50 puts/s;
+//                                            2: 10,000, one prefix, 10 puts/s; 3: 10,000, one prefix,
+//                                            rising rates until p99 > 1 s; 4: 10,000 on 10,000 keys, 50/s)
+//   npm run bench:watch -- [--watchers 1000] [--rates 50[,100,...]] [--keys shared|distinct]
+//                          [--max-p99-ms M] [--target both|gateway|etcd] [--seconds 10] [--warmup 1]
+//                          [--client-procs K]
 //
+// Several rates are phases on the same open watchers; with --max-p99-ms the phases stop after the first
+// whose p99 is above it, and the highest rate within it is reported.
 // Processes: this one runs etcd (a child) and the gateway; the watchers live in K client processes and
 // the puts come from one writer process (bench/watch-clients.ts), so the gateway's memory holds no
 // client state and a busy gateway cannot delay the writer. Latency is put sent → event received, on the
@@ -26,7 +35,7 @@ import { buildGateway, DEFAULT_STREAM_SETTINGS } from '../src/app';
 import { EtcdClient } from '../src/etcd/client';
 import { findEtcdBinary, startEtcd, type EtcdProcess } from '../src/etcd/process';
 import { LatencyHistogram } from './histogram';
-import type { ClientCommand, OpenedReply, ProgressReply, ResultReply, WrittenReply } from './watch-clients';
+import type { ClientCommand, Keys, OpenedReply, ProgressReply, ResultReply, WrittenReply } from './watch-clients';
 import { makeLog, positiveInt, procSample, runMain, sleep } from './setup';
 
 v8.setFlagsFromString('--expose-gc');
@@ -37,23 +46,68 @@ const log = makeLog('bench');
 
 const { values: args } = parseArgs({
   options: {
+    cell: { type: 'string' },
     watchers: { type: 'string' },
     rate: { type: 'string' },
+    rates: { type: 'string' },
+    keys: { type: 'string' },
+    'max-p99-ms': { type: 'string' },
+    target: { type: 'string' },
     seconds: { type: 'string' },
     warmup: { type: 'string' },
     'client-procs': { type: 'string' },
   },
 });
-const WATCHERS = positiveInt('watchers', args.watchers, 1_000);
-const RATE = positiveInt('rate', args.rate, 50);
+interface Cell {
+  watchers: number;
+  rates: number[];
+  keys: Keys;
+  maxP99Ms?: number;
+}
+
+const CELLS: Record<string, Cell> = {
+  '1': { watchers: 1_000, rates: [50], keys: 'shared' },
+  '2': { watchers: 10_000, rates: [10], keys: 'shared' },
+  '3': { watchers: 10_000, rates: [10, 20, 50, 100, 200, 500, 1_000], keys: 'shared', maxP99Ms: 1_000 },
+  '4': { watchers: 10_000, rates: [50], keys: 'distinct' },
+};
+
+function cellsFromArgs(): Cell[] {
+  const custom = args.watchers !== undefined || args.rate !== undefined || args.rates !== undefined || args.keys !== undefined;
+  if (args.cell !== undefined) {
+    const cell = CELLS[args.cell];
+    if (!cell) throw new Error(`--cell: one of ${Object.keys(CELLS).join(', ')}`);
+    return [cell];
+  }
+  if (!custom) return Object.values(CELLS);
+  const rates = (args.rates ?? args.rate ?? '50').split(',').map((r) => positiveInt('rates', r));
+  if (args.keys !== undefined && args.keys !== 'shared' && args.keys !== 'distinct') throw new Error('--keys: shared or distinct');
+  return [
+    {
+      watchers: positiveInt('watchers', args.watchers, 1_000),
+      rates,
+      keys: (args.keys ?? 'shared') as Keys,
+      maxP99Ms: args['max-p99-ms'] === undefined ? undefined : positiveInt('max-p99-ms', args['max-p99-ms']),
+    },
+  ];
+}
+
+const TARGET = args.target ?? 'both';
+if (!['both', 'gateway', 'etcd'].includes(TARGET)) throw new Error('--target: both, gateway or etcd');
 const SECONDS = positiveInt('seconds', args.seconds, 10);
 const WARMUP_SECONDS = args.warmup === '0' ? 0 : positiveInt('warmup', args.warmup, 1);
-const CLIENT_PROCS = positiveInt('client-procs', args['client-procs'], Math.ceil(WATCHERS / 5_000));
-const OPEN_TIMEOUT_MS = Math.max(30_000, WATCHERS * 10);
+const CELLS_TO_RUN = cellsFromArgs();
+const clientProcs = (watchers: number): number => positiveInt('client-procs', args['client-procs'], Math.ceil(watchers / 5_000));
+const openTimeoutMs = (watchers: number): number => Math.max(30_000, watchers * 10);
 const DRAIN_TIMEOUT_MS = Math.min(300_000, Math.max(30_000, SECONDS * 6_000));
 const OPEN_CONCURRENCY = 200;
-// Generous cap on the whole run: two scenarios of open + writing + drain, plus starts and cleanups.
-const OVERALL_TIMEOUT_MS = 2 * (OPEN_TIMEOUT_MS + (WARMUP_SECONDS + SECONDS) * 1_000 + DRAIN_TIMEOUT_MS + 60_000) + 60_000;
+// Generous cap on the whole run: per cell and target, open + each phase's writing and drain, plus
+// starts and cleanups.
+const OVERALL_TIMEOUT_MS =
+  CELLS_TO_RUN.reduce(
+    (t, c) => t + 2 * (openTimeoutMs(c.watchers) + c.rates.length * ((WARMUP_SECONDS + SECONDS) * 1_000 + DRAIN_TIMEOUT_MS) + 60_000),
+    0,
+  ) + 60_000;
 
 type Reply = OpenedReply | ProgressReply | ResultReply | WrittenReply | { type: 'clock'; id: number; now: number };
 type Command = ClientCommand extends infer C ? (C extends { id: number } ? Omit<C, 'id'> : never) : never;
@@ -107,7 +161,7 @@ class Worker {
     let best = { rtt: Infinity, offset: 0 };
     for (let i = 0; i < 20; i++) {
       const t0 = now();
-      const r = await this.ask<{ type: 'clock'; id: number; now: number }>({ cmd: 'clock' }, 5_000);
+      const r = await this.ask<{ type: 'clock'; id: number; now: number }>({ cmd: 'clock' }, 30_000);
       const t1 = now();
       if (t1 - t0 < best.rtt) best = { rtt: t1 - t0, offset: r.now - (t0 + t1) / 2 };
     }
@@ -130,12 +184,8 @@ interface Memory {
   etcdHeap: number;
 }
 
-interface ScenarioResult {
-  name: string;
-  opened: number;
-  openFailed: number;
-  openErrors: string[];
-  openMs: number;
+interface Phase {
+  rate: number;
   puts: WrittenReply;
   /** Measured puts found in etcd afterwards: a put that timed out may still have been applied. */
   committed: number;
@@ -147,6 +197,19 @@ interface ScenarioResult {
   closes: Record<string, number>;
   eventsPerSec: number;
   hist: LatencyHistogram;
+  /** etcd's CPU time (user + system) over the phase, per committed put. */
+  etcdCpuPerPutMs: number;
+  /** The serving process's CPU time over the phase per delivered event: this process for this gateway
+   *  (the bench's own share in it is small), etcd's for etcd's gateway. */
+  cpuPerEventUs: number;
+}
+
+interface ScenarioResult {
+  name: string;
+  opened: number;
+  openErrors: string[];
+  openMs: number;
+  phases: Phase[];
   before: Memory;
   after: Memory;
 }
@@ -194,78 +257,101 @@ async function runScenario(
   name: string,
   url: string,
   prefix: string,
+  cell: Cell,
   etcd: EtcdProcess,
   client: EtcdClient,
   idle: () => Promise<boolean>,
 ): Promise<ScenarioResult> {
   const watchersBefore = await metric(etcd, 'etcd_debugging_mvcc_watcher_total');
   const before = await measure(etcd);
-  const clients = Array.from({ length: CLIENT_PROCS }, () => new Worker());
+  const procs = clientProcs(cell.watchers);
+  const openTimeout = openTimeoutMs(cell.watchers);
+  const clients = Array.from({ length: procs }, () => new Worker());
   const writer = new Worker();
   try {
     await Promise.all([...clients, writer].map((w) => w.syncClock()));
-    log(`${name}: opening ${WATCHERS} watchers on ${url} (${CLIENT_PROCS} client process(es))`);
-    const shares = clients.map((_, i) => Math.floor(WATCHERS / CLIENT_PROCS) + (i < WATCHERS % CLIENT_PROCS ? 1 : 0));
+    log(`${name}: opening ${cell.watchers} watchers (${cell.keys} keys) on ${url} (${procs} client process(es))`);
+    const shares = clients.map((_, i) => Math.floor(cell.watchers / procs) + (i < cell.watchers % procs ? 1 : 0));
+    const firsts = shares.map((_, i) => shares.slice(0, i).reduce((a, b) => a + b, 0));
     const opened = await Promise.all(
       clients.map((c, i) =>
         c.ask<OpenedReply>(
-          { cmd: 'open', url, count: shares[i], prefix, concurrency: OPEN_CONCURRENCY, timeoutMs: OPEN_TIMEOUT_MS },
-          OPEN_TIMEOUT_MS + 10_000,
+          { cmd: 'open', url, count: shares[i], prefix, concurrency: OPEN_CONCURRENCY, timeoutMs: openTimeout, keys: cell.keys, first: firsts[i] },
+          openTimeout + 10_000,
         ),
       ),
     );
     const ok = opened.reduce((a, o) => a + o.ok, 0);
     const openMs = Math.max(...opened.map((o) => o.ms));
-    log(`${name}: ${ok} open in ${(openMs / 1000).toFixed(1)} s${ok < WATCHERS ? `; failures: ${opened.flatMap((o) => o.errors).join('; ')}` : ''}`);
+    log(`${name}: ${ok} open in ${(openMs / 1000).toFixed(1)} s${ok < cell.watchers ? `; failures: ${opened.flatMap((o) => o.errors).join('; ')}` : ''}`);
     await sleep(1_000);
     const after = await measure(etcd);
-
-    log(`${name}: writing ${RATE} puts/s for ${WARMUP_SECONDS} s (warm-up) + ${SECONDS} s`);
-    const puts = await writer.ask<WrittenReply>(
-      { cmd: 'write', endpoint: etcd.clientUrl, prefix, rate: RATE, seconds: SECONDS, warmup: RATE * WARMUP_SECONDS },
-      (WARMUP_SECONDS + SECONDS) * 1_000 + 30_000,
-    );
-    const deadline = Date.now() + DRAIN_TIMEOUT_MS;
-    let committed = puts.ok;
-    let expected = ok * committed;
-    let delivered = 0;
-    while (Date.now() < deadline) {
-      committed = (await countKeys(client, `${prefix}m/`)) ?? committed;
-      expected = ok * committed;
-      const progress = await Promise.all(clients.map((c) => c.ask<ProgressReply>({ cmd: 'progress' }, 30_000)));
-      delivered = progress.reduce((a, p) => a + p.events, 0);
-      if (delivered >= expected) break;
-      await sleep(250);
+    const phases: Phase[] = [];
+    for (const [n, rate] of cell.rates.entries()) {
+      await Promise.all(clients.map((c) => c.ask<ProgressReply>({ cmd: 'reset' }, 30_000)));
+      const keysBefore = cell.keys === 'shared' ? ((await countKeys(client, `${prefix}m/`)) ?? 0) : 0;
+      const etcdCpu = async (): Promise<number> => (etcd.pid === undefined ? NaN : (await procSample(etcd.pid)).cpuMs);
+      // etcd's CPU when idle (raft ticks, the watchers' housekeeping) is measured first and taken out,
+      // so that a put's share is not inflated at low rates.
+      const idleFrom = await etcdCpu();
+      const idleStart = Date.now();
+      await sleep(2_000);
+      const cpuBefore = await etcdCpu();
+      const idlePerMs = (cpuBefore - idleFrom) / (Date.now() - idleStart);
+      const phaseStart = Date.now();
+      const ownBefore = process.cpuUsage();
+      log(`${name}: phase ${n + 1}/${cell.rates.length}: ${rate} puts/s for ${WARMUP_SECONDS} s (warm-up) + ${SECONDS} s`);
+      const puts = await writer.ask<WrittenReply>(
+        { cmd: 'write', endpoint: etcd.clientUrl, prefix: prefix, rate, seconds: SECONDS, warmup: rate * WARMUP_SECONDS, keys: cell.keys, watchers: cell.watchers, from: keysBefore },
+        // The answer waits its turn behind the events this process is still fanning out.
+        (WARMUP_SECONDS + SECONDS) * 1_000 + DRAIN_TIMEOUT_MS,
+      );
+      const deadline = Date.now() + DRAIN_TIMEOUT_MS;
+      let committed = puts.ok;
+      // Shared: every watcher gets every put; distinct keys: each put reaches the one watcher of its key.
+      const expectedOf = (c: number): number => (cell.keys === 'shared' ? ok * c : c);
+      let expected = expectedOf(committed);
+      let delivered = 0;
+      while (Date.now() < deadline) {
+        if (cell.keys === 'shared') committed = ((await countKeys(client, `${prefix}m/`)) ?? keysBefore + committed) - keysBefore;
+        expected = expectedOf(committed);
+        const progress = await Promise.all(clients.map((c) => c.ask<ProgressReply>({ cmd: 'progress' }, 30_000)));
+        delivered = progress.reduce((a, p) => a + p.events, 0);
+        if (delivered >= expected) break;
+        await sleep(250);
+      }
+      const cpuAfter = (await etcdCpu()) - idlePerMs * (Date.now() - phaseStart);
+      const own = process.cpuUsage(ownBefore);
+      if (delivered < expected) log(`${name}: ${expected - delivered} events still missing after a ${DRAIN_TIMEOUT_MS / 1000} s drain`);
+      const results = await Promise.all(clients.map((c) => c.ask<ResultReply>({ cmd: 'result' }, 30_000)));
+      const hist = new LatencyHistogram();
+      const closes: Record<string, number> = {};
+      for (const r of results) {
+        hist.merge(r.hist);
+        for (const [code, k] of Object.entries(r.closes)) closes[code] = (closes[code] ?? 0) + k;
+      }
+      const lastRecv = Math.max(...results.map((r) => r.lastRecv));
+      const total = results.reduce((a, r) => a + r.events, 0);
+      const phase: Phase = {
+        rate,
+        puts,
+        committed,
+        expected,
+        delivered: total,
+        minPerWatcher: Math.min(...results.map((r) => r.minPerWatcher)),
+        disorder: results.reduce((a, r) => a + r.disorder, 0),
+        errors: results.reduce((a, r) => a + r.errors, 0),
+        closes,
+        eventsPerSec: lastRecv > puts.firstSend ? total / ((lastRecv - puts.firstSend) / 1000) : 0,
+        hist,
+        etcdCpuPerPutMs: (cpuAfter - cpuBefore) / Math.max(1, puts.ok + rate * WARMUP_SECONDS),
+        cpuPerEventUs: (name === 'this gateway' ? (own.user + own.system) / 1000 : cpuAfter - cpuBefore) * 1000 / Math.max(1, total),
+      };
+      phases.push(phase);
+      log(`${name}: ${rate} puts/s: p50 ${ms(hist.percentile(0.5))}, p99 ${ms(hist.percentile(0.99))}, ${int(total)}/${int(expected)} events`);
+      if (cell.maxP99Ms !== undefined && !(hist.percentile(0.99) <= cell.maxP99Ms)) break;
     }
-    if (delivered < expected) log(`${name}: ${expected - delivered} events still missing after a ${DRAIN_TIMEOUT_MS / 1000} s drain`);
-    const results = await Promise.all(clients.map((c) => c.ask<ResultReply>({ cmd: 'result' }, 30_000)));
-    const hist = new LatencyHistogram();
-    const closes: Record<string, number> = {};
-    for (const r of results) {
-      hist.merge(r.hist);
-      for (const [code, n] of Object.entries(r.closes)) closes[code] = (closes[code] ?? 0) + n;
-    }
-    const lastRecv = Math.max(...results.map((r) => r.lastRecv));
-    const total = results.reduce((a, r) => a + r.events, 0);
-    return {
-      name,
-      opened: ok,
-      openFailed: WATCHERS - ok,
-      openErrors: opened.flatMap((o) => o.errors),
-      openMs,
-      puts,
-      committed,
-      expected,
-      delivered: total,
-      minPerWatcher: Math.min(...results.map((r) => r.minPerWatcher)),
-      disorder: results.reduce((a, r) => a + r.disorder, 0),
-      errors: results.reduce((a, r) => a + r.errors, 0),
-      closes,
-      eventsPerSec: lastRecv > puts.firstSend ? total / ((lastRecv - puts.firstSend) / 1000) : 0,
-      hist,
-      before,
-      after,
-    };
+    return { name, opened: ok, openErrors: opened.flatMap((o) => o.errors), openMs, phases, before, after };
   } finally {
     log(`${name}: closing watchers`);
     await Promise.all([...clients, writer].map((w) => w.close()));
@@ -281,61 +367,79 @@ const kib = (bytes: number, n: number): string => (n > 0 && Number.isFinite(byte
 const ms = (v: number): string => (Number.isFinite(v) ? `${v < 10 ? v.toFixed(2) : v < 100 ? v.toFixed(1) : v.toFixed(0)} ms` : 'n/a');
 const int = (v: number): string => Math.round(v).toLocaleString('en-US');
 
-function table(results: [ScenarioResult, ScenarioResult], etcdVersion: string): string {
-  const [ours, theirs] = results;
-  const closes = (r: ScenarioResult): string =>
-    Object.keys(r.closes).length ? Object.entries(r.closes).map(([c, n]) => `${n}× ${c}`).join(', ') : '0';
-  const rows: Array<[string, string, string]> = [
-    ['watchers open', `${ours.opened}/${WATCHERS}`, `${theirs.opened}/${WATCHERS}`],
-    ['time to open them', `${(ours.openMs / 1000).toFixed(2)} s`, `${(theirs.openMs / 1000).toFixed(2)} s`],
-    [
-      'puts acked / failed / in etcd',
-      `${ours.puts.ok} / ${ours.puts.failed} / ${ours.committed}`,
-      `${theirs.puts.ok} / ${theirs.puts.failed} / ${theirs.committed}`,
-    ],
-    ['writer max lag behind schedule', ms(ours.puts.maxLagMs), ms(theirs.puts.maxLagMs)],
-    ['events expected', int(ours.expected), int(theirs.expected)],
-    ['events delivered', int(ours.delivered), int(theirs.delivered)],
-    ['fewest events on one watcher', int(ours.minPerWatcher), int(theirs.minPerWatcher)],
-    ['events out of order', int(ours.disorder), int(theirs.disorder)],
-    ['error answers / server closes', `${ours.errors} / ${closes(ours)}`, `${theirs.errors} / ${closes(theirs)}`],
-    ['delivered events/s', int(ours.eventsPerSec), int(theirs.eventsPerSec)],
-    ['latency p50', ms(ours.hist.percentile(0.5)), ms(theirs.hist.percentile(0.5))],
-    ['latency p99', ms(ours.hist.percentile(0.99)), ms(theirs.hist.percentile(0.99))],
-    ['latency max', ms(ours.hist.maxMs), ms(theirs.hist.maxMs)],
-    [
-      'gateway RSS / watcher',
-      kib(ours.after.nodeRss - ours.before.nodeRss, ours.opened),
-      `${kib(theirs.after.etcdRss - theirs.before.etcdRss, theirs.opened)} (a)`,
-    ],
-    [
-      'gateway heap / watcher',
-      `${kib(ours.after.nodeHeap - ours.before.nodeHeap, ours.opened)} (V8)`,
-      `${kib(theirs.after.etcdHeap - theirs.before.etcdHeap, theirs.opened)} (Go) (a)`,
-    ],
-    ['etcd server RSS / watcher', kib(ours.after.etcdRss - ours.before.etcdRss, ours.opened), '(a)'],
-    [
-      'all server RSS / watcher',
-      kib(ours.after.nodeRss - ours.before.nodeRss + ours.after.etcdRss - ours.before.etcdRss, ours.opened),
-      kib(theirs.after.etcdRss - theirs.before.etcdRss, theirs.opened),
-    ],
-  ];
-  const w0 = Math.max(...rows.map((r) => r[0].length));
-  const w1 = Math.max('this gateway'.length, ...rows.map((r) => r[1].length));
+function table(results: ScenarioResult[], cell: Cell, etcdVersion: string): string {
+  const closes = (p: Phase): string => (Object.keys(p.closes).length ? Object.entries(p.closes).map(([c, n]) => `${n}× ${c}`).join(', ') : '0');
+  const ratio = (a: number, b: number): string => (results.length === 2 && Number.isFinite(a / b) && b > 0 ? `${(a / b).toFixed(2)}x` : '');
+  type Row = [string, ...string[]];
+  const rows: Row[] = [];
+  const row = (label: string, values: Array<[string, number]>): void => {
+    rows.push([label, ...values.map(([text]) => text), values.length === 2 ? ratio(values[0][1], values[1][1]) : '']);
+  };
+  row('watchers open', results.map((r) => [`${r.opened}/${cell.watchers}`, r.opened]));
+  row('time to open them', results.map((r) => [`${(r.openMs / 1000).toFixed(2)} s`, r.openMs]));
+  const phases = Math.max(...results.map((r) => r.phases.length));
+  for (let i = 0; i < phases; i++) {
+    const at = results.map((r) => r.phases[i]);
+    const rate = at.find(Boolean)?.rate ?? 0;
+    rows.push([`-- ${rate} puts/s`, ...results.map(() => ''), '']);
+    const each = (f: (p: Phase) => [string, number]): Array<[string, number]> => at.map((p) => (p ? f(p) : ['-', NaN]));
+    row('puts acked / failed / in etcd', each((p) => [`${p.puts.ok} / ${p.puts.failed} / ${p.committed}`, p.committed]));
+    row('writer max lag behind schedule', each((p) => [ms(p.puts.maxLagMs), p.puts.maxLagMs]));
+    row('events expected / delivered', each((p) => [`${int(p.expected)} / ${int(p.delivered)}`, p.delivered]));
+    row('fewest events on one watcher', each((p) => [int(p.minPerWatcher), p.minPerWatcher]));
+    row('events out of order', each((p) => [int(p.disorder), p.disorder]));
+    row('error answers / server closes', each((p) => [`${p.errors} / ${closes(p)}`, p.errors]));
+    row('delivered events/s', each((p) => [int(p.eventsPerSec), p.eventsPerSec]));
+    row('latency p50', each((p) => [ms(p.hist.percentile(0.5)), p.hist.percentile(0.5)]));
+    row('latency p99', each((p) => [ms(p.hist.percentile(0.99)), p.hist.percentile(0.99)]));
+    row('latency max', each((p) => [ms(p.hist.maxMs), p.hist.maxMs]));
+    row('etcd CPU per put', each((p) => [ms(p.etcdCpuPerPutMs), p.etcdCpuPerPutMs]));
+    row('gateway CPU per event (b)', each((p) => [`${p.cpuPerEventUs.toFixed(1)} µs`, p.cpuPerEventUs]));
+  }
+  if (cell.maxP99Ms !== undefined) {
+    row(
+      `highest rate with p99 ≤ ${cell.maxP99Ms} ms`,
+      results.map((r) => {
+        const within = r.phases.filter((p) => p.hist.percentile(0.99) <= cell.maxP99Ms! && p.delivered >= p.expected).map((p) => p.rate);
+        const best = within.length ? Math.max(...within) : 0;
+        return [best ? `${best} puts/s` : 'none', best];
+      }),
+    );
+  }
+  const mem = (r: ScenarioResult, gateway: boolean): [string, number] => {
+    const [rss, heap] = gateway && r.name === 'this gateway' ? [r.after.nodeRss - r.before.nodeRss, r.after.nodeHeap - r.before.nodeHeap] : [r.after.etcdRss - r.before.etcdRss, r.after.etcdHeap - r.before.etcdHeap];
+    return [`${kib(rss, r.opened)} RSS, ${kib(heap, r.opened)} heap`, rss / r.opened];
+  };
+  row('gateway memory / watcher (a)', results.map((r) => mem(r, true)));
+  row(
+    'all server RSS / watcher',
+    results.map((r) => {
+      const bytes = r.name === 'this gateway' ? r.after.nodeRss - r.before.nodeRss + r.after.etcdRss - r.before.etcdRss : r.after.etcdRss - r.before.etcdRss;
+      return [kib(bytes, r.opened), bytes / r.opened];
+    }),
+  );
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length), c === 0 ? 0 : 12));
   const cpus = os.cpus();
+  const header = ['', ...results.map((r) => r.name), results.length === 2 ? 'ratio' : ''];
+  const line = (r: string[]): string => r.map((v, c) => v.padEnd(widths[c])).join('  ').trimEnd();
   const lines = [
     `machine: ${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM; node ${process.version}, etcd ${etcdVersion}`,
-    `scenario: ${WATCHERS} WebSocket watchers on one prefix, ${RATE} puts/s for ${SECONDS} s after ${WARMUP_SECONDS} s of unmeasured warm-up puts,`,
-    `          watchers in ${CLIENT_PROCS} client process(es), puts from 1 writer process (gRPC straight to etcd)`,
+    `cell: ${cell.watchers} WebSocket watchers ${cell.keys === 'shared' ? 'on one prefix' : 'each on a key of its own'}, ${cell.rates.join(' / ')} puts/s for ${SECONDS} s each after ${WARMUP_SECONDS} s of unmeasured warm-up puts,`,
+    `      watchers in ${clientProcs(cell.watchers)} client process(es), puts from 1 writer process (gRPC straight to etcd)`,
     '',
-    `${''.padEnd(w0)}  ${'this gateway'.padEnd(w1)}  etcd gateway`,
-    ...rows.map(([a, b, c]) => `${a.padEnd(w0)}  ${b.padEnd(w1)}  ${c}`),
+    line(header),
+    ...rows.map(line),
     '',
     'latency: put sent → event received by the client (both on one clock), through etcd commit and the gateway.',
-    '(a) etcd serves its gateway from its own process: its row is the whole etcd process (gateway + watchers).',
+    'ratio: this gateway / etcd gateway. etcd CPU per put: etcd user + system CPU over the phase (warm-up included), less',
+    '       its idle rate measured for 2 s before, / puts.',
+    '(a) etcd serves its gateway from its own process: its column is the whole etcd process (gateway + watchers, Go heap).',
+    '(b) CPU of the serving process over the phase (warm-up included) / events delivered: this process (gateway and bench)',
+    '    for this gateway, the whole etcd process for etcd\'s gateway.',
     `memory: delta after opening the watchers (after GC: V8 by gc(), Go by pprof ?gc=1), divided by the watchers open.`,
   ];
-  if (ours.hist.negative + theirs.hist.negative > 0) lines.push(`note: ${ours.hist.negative + theirs.hist.negative} latencies below zero (clock offset error)`);
+  const negative = results.reduce((a, r) => a + r.phases.reduce((b, p) => b + p.hist.negative, 0), 0);
+  if (negative > 0) lines.push(`note: ${negative} latencies below zero (clock offset error)`);
   for (const r of results) if (r.openErrors.length) lines.push(`${r.name} open failures: ${r.openErrors.join('; ')}`);
   return lines.join('\n');
 }
@@ -362,7 +466,7 @@ async function main(): Promise<void> {
     const gw = buildGateway({
       etcd: client,
       maxBodyBytes: 2 * 1024 * 1024,
-      streams: { ...DEFAULT_STREAM_SETTINGS, maxWatchConnections: WATCHERS + 1_000 },
+      streams: { ...DEFAULT_STREAM_SETTINGS, maxWatchConnections: Math.max(...CELLS_TO_RUN.map((c) => c.watchers)) + 1_000 },
     });
     gateway = gw;
     server = http.createServer(gw.app);
@@ -370,12 +474,21 @@ async function main(): Promise<void> {
     await new Promise<void>((resolve) => server?.listen(0, '127.0.0.1', resolve));
     const port = (server.address() as AddressInfo).port;
 
-    const ours = await runScenario('this gateway', `ws://127.0.0.1:${port}/v3/watch`, 'bench/gw/', etcd, client, async () => {
-      const s = gw.hub.stats();
-      return s.connections === 0 && s.watches === 0;
-    });
-    const theirs = await runScenario('etcd gateway', `ws://127.0.0.1:${etcd.clientPort}/v3/watch`, 'bench/etcd/', etcd, client, async () => true);
-    process.stdout.write(`${table([ours, theirs], version)}\n`);
+    for (const [n, cell] of CELLS_TO_RUN.entries()) {
+      const results: ScenarioResult[] = [];
+      if (TARGET !== 'etcd') {
+        results.push(
+          await runScenario('this gateway', `ws://127.0.0.1:${port}/v3/watch`, `bench/${n}/gw/`, cell, etcd, client, async () => {
+            const s = gw.hub.stats();
+            return s.connections === 0 && s.watches === 0;
+          }),
+        );
+      }
+      if (TARGET !== 'gateway') {
+        results.push(await runScenario('etcd gateway', `ws://127.0.0.1:${etcd.clientPort}/v3/watch`, `bench/${n}/etcd/`, cell, etcd, client, async () => true));
+      }
+      process.stdout.write(`${table(results, cell, version)}\n\n`);
+    }
   } finally {
     gateway?.close();
     server?.closeAllConnections();

@@ -96,6 +96,17 @@ describe('watch answers are identical to etcd gateway answers', () => {
   it('cancels a watch created in the same body, and ignores a cancel of an unknown watch', () =>
     httpScenario('create and cancel', [{ create_request: prefix('c/') }, { cancel_request: { watch_id: 0 } }, { cancel_request: { watch_id: 77 } }, { create_request: prefix('c/') }], 3, [put('c/a', '1')], 4));
 
+  // The second and third creates share the first one's etcd watch in the gateway (one joins it before it
+  // exists, one after a cancel); the answers keep etcd's order all the same.
+  it('answers identical watches created, canceled and created again in one body in etcd\'s order', () =>
+    httpScenario(
+      'shared create and cancel',
+      [{ create_request: prefix('sc/') }, { create_request: prefix('sc/') }, { cancel_request: { watch_id: 0 } }, { create_request: prefix('sc/') }, { progress_request: {} }],
+      5,
+      [put('sc/a', '1'), del('sc/a')],
+      9,
+    ));
+
   it('takes client-chosen watch IDs and refuses a duplicate as etcd does', () =>
     httpScenario('chosen ids', [{ create_request: { ...prefix('i/'), watch_id: 42 } }, { create_request: { key: b64('i/a'), watch_id: '42' } }, { create_request: { key: b64('i/a') } }], 3, [put('i/a', '1')], 5));
 

@@ -75,6 +75,7 @@ async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promis
 interface WatchStats {
   connections: number;
   watches: number;
+  etcdWatches: number;
   etcdStreams: number;
   eventsDelivered: number;
   resumes: number;
@@ -334,7 +335,7 @@ describe('watch at scale', { timeout: 85_000 }, () => {
     });
     after(() => settle(gw));
 
-    test('every connection gets all 20 events in order over at most 4 etcd streams', { timeout: 40_000 }, async () => {
+    test('every connection gets all 20 events in order, all 1,000 on one shared etcd watch', { timeout: 40_000 }, async () => {
       watchers = await mapLimit(
         Array.from({ length: N }, (_, i) => i),
         100,
@@ -344,11 +345,11 @@ describe('watch at scale', { timeout: 85_000 }, () => {
       assert.equal(s.connections, N);
       assert.equal(s.watches, N);
       assert.ok(s.etcdStreams >= 1 && s.etcdStreams <= 4, `etcdStreams ${s.etcdStreams}`);
-      // etcd's own view: a handful of gRPC watch streams carrying all the watchers.
+      assert.equal(s.etcdWatches, 1, 'identical watches share one etcd watch');
+      // etcd's own view: a handful of gRPC watch streams, and one watcher for the 1,000 identical watches.
       const m = await etcdWatchMetrics(etcd);
       assert.ok(m.streams - baseline.streams <= 4, `etcd watch streams ${m.streams} (baseline ${baseline.streams})`);
-      const added = m.watchers - baseline.watchers;
-      assert.ok(added >= N && added <= N + 5, `etcd watchers ${m.watchers} (baseline ${baseline.watchers})`);
+      assert.equal(m.watchers - baseline.watchers, 1, `etcd watchers ${m.watchers} (baseline ${baseline.watchers})`);
 
       const revisions: string[] = [];
       for (let i = 0; i < 20; i++) revisions.push(await put(gw, `s/${String(i).padStart(2, '0')}`, `v${i}`));
@@ -391,7 +392,7 @@ describe('watch at scale', { timeout: 85_000 }, () => {
       assert.ok(s.etcdStreams <= 4);
       const m = await etcdWatchMetrics(etcd);
       assert.ok(m.streams - baseline.streams <= 4);
-      assert.equal(m.watchers - baseline.watchers, H);
+      assert.equal(m.watchers - baseline.watchers, 1, 'the 200 identical watches share one etcd watcher');
       for (const st of streams) st.abort();
       await waitFor('gateway stats back to zero', () => stats(gw), (st) => st.connections === 0 && st.watches === 0);
       await waitFor('etcd watchers back to baseline', () => etcdWatchMetrics(etcd), (mm) => mm.watchers === baseline.watchers);
@@ -404,7 +405,9 @@ describe('watch at scale', { timeout: 85_000 }, () => {
     try {
       const slow = await WsWatcher.watch(gw.wsUrl, prefixWatch('big/'), false);
       const normal = await Promise.all(Array.from({ length: 10 }, () => WsWatcher.watch(gw.wsUrl, prefixWatch('big/'), false)));
-      assert.equal((await stats(gw)).connections, 11);
+      const before = await stats(gw);
+      assert.equal(before.connections, 11);
+      assert.equal(before.etcdWatches, 1, 'the 11 identical watches share one etcd watch');
       // The slow client stops reading. On loopback the kernel takes ~4 MB from a peer that does not read
       // before anything stays in the gateway's own buffer, so 300 × 16 KiB values (~6.5 MB of JSON per
       // client, ~22 KB per message) are needed to go past the 64 KiB limit.
@@ -432,7 +435,7 @@ describe('watch at scale', { timeout: 85_000 }, () => {
         // Server side: the slow one is gone, its watch canceled, while the 10 others stay.
         const s = await waitFor('the slow consumer to be cut off', () => stats(gw), (st) => st.connections === 10, 10_000);
         assert.equal(s.watches, 10);
-        await waitFor('etcd watchers: the 10 normal ones', () => etcdWatchMetrics(etcd), (m) => m.watchers === initial.watchers + 10, 5_000);
+        await waitFor('etcd watchers: the one the 10 normal ones share', () => etcdWatchMetrics(etcd), (m) => m.watchers === initial.watchers + 1, 5_000);
       } finally {
         clearInterval(sampler);
       }
@@ -564,7 +567,8 @@ describe('watch at scale', { timeout: 85_000 }, () => {
     try {
       const live = await WsWatcher.watch(gw.wsUrl, prefixWatch('p/'));
       const idle = await rawWebSocket(gw.url);
-      idle.socket.write(maskedTextFrame(JSON.stringify(prefixWatch('p/'))));
+      // Another prefix than the live one's, so each has an etcd watcher of its own to count.
+      idle.socket.write(maskedTextFrame(JSON.stringify(prefixWatch('q/'))));
       await waitFor('2 connections with a watch each', () => stats(gw), (s) => s.connections === 2 && s.watches === 2, 5_000);
       await waitFor('2 etcd watchers', () => etcdWatchMetrics(etcd), (m) => m.watchers === initial.watchers + 2, 5_000);
       const t0 = Date.now();

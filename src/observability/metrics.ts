@@ -97,6 +97,7 @@ export class Metrics {
     const read: Array<[name: string, help: string, kind: 'gauge' | 'counter', value: () => number]> = [
       ['gateway_watch_connections', 'Open watch connections (HTTP streams and WebSockets)', 'gauge', () => hub.stats().connections],
       ['gateway_watches', 'Active watches', 'gauge', () => hub.stats().watches],
+      ['gateway_watch_etcd_watches', 'Watches inside etcd carrying the client watches (identical ones share one)', 'gauge', () => hub.stats().etcdWatches],
       ['gateway_watch_etcd_streams', 'etcd Watch streams carrying the watches', 'gauge', () => hub.stats().etcdStreams],
       ['gateway_watch_events_delivered_total', 'Watch events sent to clients', 'counter', () => hub.stats().eventsDelivered],
       ['gateway_watch_resumes_total', 'Watches re-created on a new etcd stream after one broke', 'counter', () => hub.stats().resumes],

@@ -10,6 +10,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type * as grpc from '@grpc/grpc-js';
 import type { WatchHub } from './watch-hub';
+import { TickCork } from './tick-cork';
 import type { KeepAliveHub } from './keepalive';
 import { slowConsumer, streamError, tooManyConnections, type MessageCodec, type StreamLimits } from '../api/v3/watch';
 import { etcdMetadata, type GrpcMessage, type Guard } from '../api/context';
@@ -48,8 +49,9 @@ interface Session {
   close(): void;
 }
 
-/** Sends one message; `continues` marks a message whose revision goes on in the next one. */
-type Send = (text: string, continues?: boolean) => void;
+/** Sends one text message (as a string, or as its UTF-8 bytes); `continues` marks a message whose
+ *  revision goes on in the next one. */
+type Send = (text: string | Buffer, continues?: boolean) => void;
 
 /** Checks one decoded request of the socket's operation against access control. */
 type Check = (request: GrpcMessage) => GrpcMessage;
@@ -80,7 +82,14 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
 
   const sessions: Record<string, SessionFactory> = {
     '/watch': (send, md, _cutOff, check) => {
-      const connection = opts.hub.connect({ deliver: (r) => send(opts.codecs.watch.encodeResult(r), r.fragment === true) }, md);
+      const codec = opts.codecs.watch;
+      const connection = opts.hub.connect(
+        {
+          deliver: (r) => send(codec.encodeResult(r), r.fragment === true),
+          deliverShared: (r, watchId) => send(r.bytesFor(codec, watchId), r.response.fragment === true),
+        },
+        md,
+      );
       return { request: (v) => connection.request(check(opts.codecs.watch.decodeRequest(v))), close: () => connection.close() };
     },
     '/lease/keepalive': (send, md, _cutOff, check) => {
@@ -145,16 +154,17 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
       opts.guard?.(req, operationId, request);
       return request;
     };
-    wss.handleUpgrade(req, socket, head, (ws) => serve(ws, factory, md, check));
+    wss.handleUpgrade(req, socket, head, (ws) => serve(ws, socket, factory, md, check));
   });
 
-  function serve(ws: WebSocket, factory: SessionFactory, md: grpc.Metadata | undefined, check: Check): void {
+  function serve(ws: WebSocket, socket: Duplex, factory: SessionFactory, md: grpc.Metadata | undefined, check: Check): void {
     open++;
     opts.metrics.webSockets.inc();
     alive.set(ws, true);
     ws.on('pong', () => alive.set(ws, true));
     let cut = false;
     let continuing = false;
+    const tick = new TickCork(socket);
     const send: Send = (text, continues = false) => {
       if (cut || ws.readyState !== ws.OPEN) return;
       // Too slow means earlier messages still wait to be sent; one large answer always goes through.
@@ -165,7 +175,8 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
         setTimeout(() => ws.terminate(), 10_000).unref();
         return;
       }
-      ws.send(text);
+      tick.hold();
+      ws.send(text, { binary: false });
       continuing = continues;
     };
     const session = factory(send, md, () => ws.close(1000, 'stream ended'), check);

@@ -291,7 +291,7 @@ export function assertOneEventPerRevision(name: string, evs: Ev[]): void {
   }
 }
 
-export async function stats(gw: GatewayFixture): Promise<{ connections: number; watches: number; etcdStreams: number; eventsDelivered: number; resumes: number; streamBreaks: number }> {
+export async function stats(gw: GatewayFixture): Promise<{ connections: number; watches: number; etcdWatches: number; etcdStreams: number; eventsDelivered: number; resumes: number; streamBreaks: number }> {
   const answer = await gw.post('/stats', undefined, { method: 'GET' });
   assert.equal(answer.status, 200, answer.text);
   return answer.body.watch;

@@ -9,6 +9,7 @@ import type { ObjectShape } from '../../codec/shape';
 import { GatewayError, GrpcCode, httpStatusFromGrpcCode, invalidArgument, fromGrpcError } from '../../errors';
 import { readJsonSequence, sendError, stampRequestId, type Route } from '../router';
 import type { WatchHub, WatchConnection } from '../../streams/watch-hub';
+import { TickCork } from '../../streams/tick-cork';
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 
 export interface StreamLimits {
@@ -95,24 +96,28 @@ export function watchRoute(operation: Operation, hub: WatchHub, codec: MessageCo
       if (!requests.some((r) => r.create_request || r.progress_request)) res.flushHeaders();
       let cutOff = false;
       let continuing = false;
+      const tick = new TickCork(res);
+      const send = (text: string, fragment: boolean): void => {
+        if (cutOff) return;
+        // A client is too slow when what was sent before is still waiting; one large answer (a
+        // catch-up, a revision's fragments) always goes through, so memory stays within the limit
+        // plus one answer.
+        if (!continuing && res.writableLength > limits.sendBufferBytes) {
+          cutOff = true;
+          res.end(`${streamError(slowConsumer(limits.sendBufferBytes))}\n`);
+          connection.close();
+          setTimeout(() => res.destroy(), 10_000).unref();
+          return;
+        }
+        tick.hold();
+        // One message per write: each becomes its own HTTP chunk, as etcd3gw expects.
+        res.write(`${text}\n`);
+        continuing = fragment;
+      };
       const connection: WatchConnection = hub.connect(
         {
-          deliver(response) {
-            if (cutOff) return;
-            // A client is too slow when what was sent before is still waiting; one large answer (a
-            // catch-up, a revision's fragments) always goes through, so memory stays within the
-            // limit plus one answer.
-            if (!continuing && res.writableLength > limits.sendBufferBytes) {
-              cutOff = true;
-              res.end(`${streamError(slowConsumer(limits.sendBufferBytes))}\n`);
-              connection.close();
-              setTimeout(() => res.destroy(), 10_000).unref();
-              return;
-            }
-            // One message per write: each becomes its own HTTP chunk, as etcd3gw expects.
-            res.write(`${codec.encodeResult(response)}\n`);
-            continuing = response.fragment === true;
-          },
+          deliver: (response) => send(codec.encodeResult(response), response.fragment === true),
+          deliverShared: (response, watchId) => send(response.encodedFor(codec, watchId), response.response.fragment === true),
         },
         metadata,
       );
