@@ -14,7 +14,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import WebSocket from 'ws';
 import { b64, spec, startGateway, type GatewayFixture } from './helpers/gateway';
-import { MessageCodec } from '../src/api/watch';
+import { MessageCodec } from '../src/api/v3/watch';
 import { SharedResponse } from '../src/streams/watch-hub';
 import { TickCork } from '../src/streams/tick-cork';
 import { startTestEtcd, type TestEtcd } from './harness/etcd';
