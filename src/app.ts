@@ -30,6 +30,9 @@ import { Metrics } from './observability/metrics';
 import { cors } from './security/cors';
 import { rateLimit, type RateLimited } from './security/rate-limit';
 import { accessGuard, type AccessPolicy } from './security/access';
+import { serveWatch, WATCH_PATH_PREFIX } from './api/v1/watch';
+import { keyFromPath } from './api/v1/path';
+import { problemFromError, sendProblem } from './api/v1/problem';
 
 export interface StreamSettings {
   watchStreams: number;
@@ -37,6 +40,8 @@ export interface StreamSettings {
   maxWatchConnections: number;
   sendBufferBytes: number;
   pingIntervalMs: number;
+  /** Interval of the comment line that keeps an idle SSE watch open through proxies. */
+  watchHeartbeatMs: number;
 }
 
 export const DEFAULT_STREAM_SETTINGS: StreamSettings = {
@@ -45,6 +50,7 @@ export const DEFAULT_STREAM_SETTINGS: StreamSettings = {
   maxWatchConnections: 10_000,
   sendBufferBytes: 4 * 1024 * 1024,
   pingIntervalMs: 30_000,
+  watchHeartbeatMs: 15_000,
 };
 
 export interface AppOptions {
@@ -102,10 +108,18 @@ function requestPath(target: string): string {
 /** Every handler by operationId; a test checks it against the operations of openapi.yaml. */
 export function handlerTable(
   etcd: EtcdClient,
-  streams: { hub: WatchHub; keepalive: KeepAliveHub; spec: ApiSpec; limits: StreamLimits; maxBodyBytes: number; metrics: Metrics; guard?: Guard },
+  streams: { hub: WatchHub; keepalive: KeepAliveHub; spec: ApiSpec; limits: StreamLimits; maxBodyBytes: number; metrics: Metrics; guard?: Guard; watchHeartbeatMs?: number },
   lockWaitMs = 60_000,
 ): { unary: Record<string, UnaryHandler>; stream: Record<string, StreamRouteFactory>; http: Record<string, HttpHandler> } {
   const { hub, keepalive, spec, limits, maxBodyBytes, metrics, guard } = streams;
+  const watchOptions = {
+    hub,
+    etcd,
+    guard,
+    maxConnections: limits.maxConnections,
+    sendBufferBytes: limits.sendBufferBytes,
+    heartbeatMs: streams.watchHeartbeatMs ?? DEFAULT_STREAM_SETTINGS.watchHeartbeatMs,
+  };
   const codec = (request: string, response: string): MessageCodec => new MessageCodec(spec, request, response);
   return {
     unary: { ...kvHandlers, ...leaseHandlers, ...clusterHandlers, ...maintenanceHandlers, ...authHandlers, ...lockHandlers(lockWaitMs) },
@@ -115,7 +129,19 @@ export function handlerTable(
       Maintenance_Snapshot: (op) => serverStreamRoute(op, etcd, 'Maintenance', 'Snapshot', codec('Empty', 'SnapshotResponse'), maxBodyBytes, guard),
       Election_Observe: (op) => serverStreamRoute(op, etcd, 'Election', 'Observe', codec('LeaderRequest', 'LeaderResponse'), maxBodyBytes, guard),
     },
-    http: gatewayHandlers(etcd, hub, metrics),
+    http: {
+      ...gatewayHandlers(etcd, hub, metrics),
+      async V1_Watch(req, res) {
+        let key: Buffer;
+        try {
+          key = keyFromPath(requestPath(req.url).slice(WATCH_PATH_PREFIX.length));
+        } catch (err) {
+          sendProblem(res, problemFromError(err));
+          return;
+        }
+        await serveWatch(req, res, key, watchOptions);
+      },
+    },
   };
 }
 
@@ -128,7 +154,11 @@ export function buildGateway(opts: AppOptions): Gateway {
   const metrics = new Metrics({ hub, keepalive });
   opts.etcd.observer = (service, method, code, seconds) => metrics.etcdCall(service, method, code, seconds);
   const guard = opts.access ? accessGuard(opts.access) : undefined;
-  const handlers = handlerTable(opts.etcd, { hub, keepalive, spec, limits, maxBodyBytes: opts.maxBodyBytes, metrics, guard }, opts.lockWaitMs);
+  const handlers = handlerTable(
+    opts.etcd,
+    { hub, keepalive, spec, limits, maxBodyBytes: opts.maxBodyBytes, metrics, guard, watchHeartbeatMs: streams.watchHeartbeatMs },
+    opts.lockWaitMs,
+  );
   const log = opts.logger ?? pino({ level: 'silent' });
   const logRequests = log.isLevelEnabled('info');
   const app = express();
@@ -156,6 +186,8 @@ export function buildGateway(opts: AppOptions): Gateway {
   }
 
   const apiRoutes = new Map<string, Route>();
+  /** GET routes with a path parameter (`/v1/watch/{key}`): the path up to it, served without express. */
+  const pathRoutes: Array<{ prefix: string; operationId: string; handler: HttpHandler }> = [];
   /** The unary routes under every API prefix, for the fast lane. */
   const laneRoutes = new Map<string, LaneRoute>();
   for (const op of spec.operations) {
@@ -177,6 +209,11 @@ export function buildGateway(opts: AppOptions): Gateway {
     } else {
       const handler = handlers.http[op.operationId];
       if (!handler) throw new Error(`no handler for operation ${op.operationId}`);
+      const parameter = op.path.indexOf('{');
+      if (parameter >= 0) {
+        pathRoutes.push({ prefix: op.path.slice(0, parameter), operationId: op.operationId, handler });
+        continue;
+      }
       app.get(op.path, (req, res) => void handler(req, res));
       app.all(op.path, (req, res) => sendError(res, methodNotAllowed(req, 'GET'), { Allow: 'GET' }));
     }
@@ -204,6 +241,16 @@ export function buildGateway(opts: AppOptions): Gateway {
     void route.serve(req, res);
   };
 
+  /** A /v1/ stream (the watch): limits and errors as the /v1/ API has them (problem+json). */
+  const servePathRoute = (req: IncomingMessage, res: ServerResponse, route: (typeof pathRoutes)[number]): void => {
+    const limited = limit?.(req);
+    if (limited) return sendProblem(res, problemFromError(limited.error), limited.headers);
+    if (req.method !== 'GET' && req.method !== 'HEAD') return sendProblem(res, problemFromError(methodNotAllowed(req, 'GET')), { Allow: 'GET' });
+    openStreams.add(res);
+    res.once('close', () => openStreams.delete(res));
+    void route.handler(req as express.Request, res as express.Response);
+  };
+
   /** A request's metrics and log line, once answered (or its client gone: 499). */
   const record = (route: string, method: string, status: number, seconds: number, id: string): void => {
     metrics.request(route, method, status, seconds);
@@ -223,7 +270,8 @@ export function buildGateway(opts: AppOptions): Gateway {
     // (express's routes, CORS preflights, 405s) gets it as a header now.
     if (apiPath !== undefined && req.method === 'POST') keepRequestId(res, id);
     else res.setHeader('X-Request-Id', id);
-    const route = routeOf.get(apiPath ?? path) ?? 'other';
+    const pathRoute = apiPath === undefined ? pathRoutes.find((r) => path.startsWith(r.prefix)) : undefined;
+    const route = pathRoute?.operationId ?? routeOf.get(apiPath ?? path) ?? 'other';
     const method = req.method ?? '';
     let recorded = false;
     const done = (): void => {
@@ -236,6 +284,7 @@ export function buildGateway(opts: AppOptions): Gateway {
     // Before any route, so that every answer gets its CORS headers and no API request escapes the limit.
     if (corsCheck?.(req, res)) return;
     if (apiPath !== undefined) serveApi(req, res, apiPath);
+    else if (pathRoute) servePathRoute(req, res, pathRoute);
     else app(req, res);
   };
 
