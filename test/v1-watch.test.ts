@@ -298,21 +298,77 @@ describe('GET /v1/watch/{key}: access control and limits', { timeout: 120_000 },
   });
 
   it('cuts off a consumer that does not read, with an error message last', async () => {
-    // A client that never reads: the gateway's send buffer (1 KiB here) fills, and it is cut off.
     const w = new V1Watch('slow', gw.url, 'app/slow/?prefix', { headers: { Authorization: 'Bearer app-token' } });
     await w.waitForMessage((m) => m.type === 'progress');
-    (w as unknown as { req: { socket: { pause(): void } } }).req.socket.pause();
-    const big = 'x'.repeat(64 * 1024);
-    const ops = await gw.etcdPost('/v3/kv/put', { key: b64('app/slow/a'), value: b64(big) });
-    assert.equal(ops.status, 200);
-    for (let i = 0; i < 40 && !w.ended; i++) {
-      await gw.etcdPost('/v3/kv/put', { key: b64('app/slow/a'), value: b64(big) });
-      if (i > 8) (w as unknown as { req: { socket: { resume(): void } } }).req.socket.resume();
+    // The client stops reading. On loopback the kernel takes a few MB from a peer that does not read
+    // before anything stays in the gateway's own buffer (1 KiB here): ~10 MB of events go past both.
+    const socket = (w as unknown as { req: { socket: { pause(): void; resume(): void } } }).req.socket;
+    socket.pause();
+    const big = 'x'.repeat(32 * 1024);
+    let cut = false;
+    for (let i = 0; i < 300 && !cut; i++) {
+      const answer = await gw.etcdPost('/v3/kv/put', { key: b64('app/slow/a'), value: b64(big) });
+      assert.equal(answer.status, 200, answer.text);
+      if (i % 10 === 9) cut = (await gw.post('/stats', undefined, { method: 'GET' })).body.watch.connections === 0;
     }
-    await waitFor(() => w.ended, 20_000, () => 'the cut-off');
+    assert.ok(cut, 'the gateway let go of the slow consumer');
+    socket.resume();
+    await waitFor(() => w.ended, 20_000, () => 'the end of the stream');
     const last = w.messages[w.messages.length - 1];
     assert.equal(last.type, 'error');
     assert.match(String(last.detail), /watch consumer too slow/);
+    assert.ok(w.events.length < 300, 'it did not get everything');
+  });
+});
+
+describe('GET /v1/watch/{key}: compacted while the gateway was cut off from etcd', { timeout: 120_000 }, () => {
+  let etcd: TestEtcd;
+  let proxy: TcpProxy;
+  let gw: GatewayFixture;
+
+  before(async () => {
+    etcd = await startTestEtcd();
+    proxy = await startTcpProxy({ host: '127.0.0.1', port: etcd.clientPort });
+    gw = await startGateway({ etcd, endpoints: [proxy.url] });
+  });
+  after(async () => {
+    await gw.close();
+    await proxy.close();
+    await etcd.cleanup();
+  });
+
+  it('a running stream gets a compacted event naming the compact revision, then ends; an EventSource then stops at the 410', async () => {
+    const raw = new V1Watch('raw', gw.url, 'lost/?prefix', { sse: true });
+    const es = new EventSource(`${gw.url}/v1/watch/lost/?prefix`);
+    const esEvents: string[] = [];
+    let esError: { code?: number } | undefined;
+    es.addEventListener('put', (e) => esEvents.push(e.lastEventId));
+    es.addEventListener('compacted', (e) => esEvents.push(`compacted ${JSON.parse(e.data).compact_revision}`));
+    es.addEventListener('error', (e) => (esError = e as unknown as { code?: number }));
+    try {
+      await raw.waitForMessage((m) => m.type === 'progress');
+      const first = Number((await gw.post('/v3/kv/put', { key: b64('lost/a'), value: b64('1') })).body.header.revision);
+      await raw.waitForEvents(1);
+      await waitFor(() => esEvents.length >= 1, 10_000, () => 'the EventSource to get the first event');
+      // The gateway loses etcd; meanwhile the key changes and the history is compacted.
+      proxy.pause();
+      proxy.cutAll();
+      await gw.etcdPost('/v3/kv/put', { key: b64('lost/a'), value: b64('2') });
+      const head = Number((await gw.etcdPost('/v3/kv/put', { key: b64('lost/a'), value: b64('3') })).body.header.revision);
+      await compact(gw, head);
+      proxy.resume();
+      const m = await raw.waitForMessage((x) => x.type === 'compacted', 30_000, 'the compacted message');
+      await waitFor(() => raw.ended, 10_000, () => 'the end after the compacted message');
+      assert.equal(m.compact_revision, head);
+      assert.equal(raw.messages[raw.messages.length - 1], m, 'nothing after the compacted message');
+      assert.deepEqual(eventIds(raw), [`${first}.0`]);
+      await waitFor(() => es.readyState === EventSource.CLOSED, 20_000, () => `the EventSource to stop (${JSON.stringify(esEvents)})`);
+      assert.deepEqual(esEvents, [`${first}.0`, `compacted ${head}`]);
+      assert.equal(esError?.code, 410, 'its reconnect was refused with 410');
+    } finally {
+      raw.close();
+      es.close();
+    }
   });
 });
 
