@@ -4,19 +4,19 @@
 import express from 'express';
 import swaggerUi from 'swagger-ui-express';
 import { ApiSpec, type Operation } from './api/openapi';
-import { kvHandlers } from './api/kv';
-import { leaseHandlers } from './api/lease';
-import { clusterHandlers } from './api/cluster';
-import { maintenanceHandlers } from './api/maintenance';
-import { authHandlers } from './api/auth';
-import { lockHandlers } from './api/lock';
-import { keepAliveRoute, serverStreamRoute } from './api/stream-routes';
+import { kvHandlers } from './api/v3/kv';
+import { leaseHandlers } from './api/v3/lease';
+import { clusterHandlers } from './api/v3/cluster';
+import { maintenanceHandlers } from './api/v3/maintenance';
+import { authHandlers } from './api/v3/auth';
+import { lockHandlers } from './api/v3/lock';
+import { keepAliveRoute, serverStreamRoute } from './api/v3/stream-routes';
 import { KeepAliveHub } from './streams/keepalive';
 import { gatewayHandlers, type HttpHandler } from './api/gateway';
 import type { Guard, RequestHead, UnaryHandler } from './api/context';
 import { API_PREFIX, API_PREFIXES, keepRequestId, methodNotAllowed, notFound, rawJsonResponse, sendError, unaryRoute, type Route } from './api/router';
 import { FastLane, type LaneRoute, type LaneStats } from './fast-lane';
-import { MessageCodec, watchRoute, type StreamLimits } from './api/watch';
+import { MessageCodec, watchRoute, type StreamLimits } from './api/v3/watch';
 import type { EtcdClient } from './etcd/client';
 import { WatchHub } from './streams/watch-hub';
 import { attachWebSockets } from './streams/websocket';
@@ -30,8 +30,8 @@ import { Metrics } from './observability/metrics';
 import { cors } from './security/cors';
 import { rateLimit, type RateLimited } from './security/rate-limit';
 import { accessGuard, type AccessPolicy } from './security/access';
-import { serveWatch, WATCH_PATH_PREFIX } from './api/v1/watch';
-import { keyFromPath } from './api/v1/path';
+import { V1_PREFIX, V1Router, type V1Handler, type V1Match } from './api/v1/router';
+import { v1Handlers } from './api/v1/handlers';
 import { problemFromError, sendProblem } from './api/v1/problem';
 
 export interface StreamSettings {
@@ -103,6 +103,12 @@ function requestPath(target: string): string {
   return q < 0 ? target : target.slice(0, q);
 }
 
+/** The query of a request target, without its `?` ('' when there is none). */
+function querySearch(target: string): string {
+  const q = target.indexOf('?');
+  return q < 0 ? '' : target.slice(q + 1);
+}
+
 
 
 /** Every handler by operationId; a test checks it against the operations of openapi.yaml. */
@@ -110,16 +116,8 @@ export function handlerTable(
   etcd: EtcdClient,
   streams: { hub: WatchHub; keepalive: KeepAliveHub; spec: ApiSpec; limits: StreamLimits; maxBodyBytes: number; metrics: Metrics; guard?: Guard; watchHeartbeatMs?: number },
   lockWaitMs = 60_000,
-): { unary: Record<string, UnaryHandler>; stream: Record<string, StreamRouteFactory>; http: Record<string, HttpHandler> } {
+): { unary: Record<string, UnaryHandler>; stream: Record<string, StreamRouteFactory>; http: Record<string, HttpHandler>; v1: Record<string, V1Handler> } {
   const { hub, keepalive, spec, limits, maxBodyBytes, metrics, guard } = streams;
-  const watchOptions = {
-    hub,
-    etcd,
-    guard,
-    maxConnections: limits.maxConnections,
-    sendBufferBytes: limits.sendBufferBytes,
-    heartbeatMs: streams.watchHeartbeatMs ?? DEFAULT_STREAM_SETTINGS.watchHeartbeatMs,
-  };
   const codec = (request: string, response: string): MessageCodec => new MessageCodec(spec, request, response);
   return {
     unary: { ...kvHandlers, ...leaseHandlers, ...clusterHandlers, ...maintenanceHandlers, ...authHandlers, ...lockHandlers(lockWaitMs) },
@@ -129,19 +127,15 @@ export function handlerTable(
       Maintenance_Snapshot: (op) => serverStreamRoute(op, etcd, 'Maintenance', 'Snapshot', codec('Empty', 'SnapshotResponse'), maxBodyBytes, guard),
       Election_Observe: (op) => serverStreamRoute(op, etcd, 'Election', 'Observe', codec('LeaderRequest', 'LeaderResponse'), maxBodyBytes, guard),
     },
-    http: {
-      ...gatewayHandlers(etcd, hub, metrics),
-      async V1_Watch(req, res) {
-        let key: Buffer;
-        try {
-          key = keyFromPath(requestPath(req.url).slice(WATCH_PATH_PREFIX.length));
-        } catch (err) {
-          sendProblem(res, problemFromError(err));
-          return;
-        }
-        await serveWatch(req, res, key, watchOptions);
-      },
-    },
+    http: gatewayHandlers(etcd, hub, metrics),
+    v1: v1Handlers({
+      hub,
+      keepalive,
+      maxBodyBytes,
+      lockWaitMs,
+      limits,
+      watchHeartbeatMs: streams.watchHeartbeatMs ?? DEFAULT_STREAM_SETTINGS.watchHeartbeatMs,
+    }),
   };
 }
 
@@ -186,8 +180,6 @@ export function buildGateway(opts: AppOptions): Gateway {
   }
 
   const apiRoutes = new Map<string, Route>();
-  /** GET routes with a path parameter (`/v1/watch/{key}`): the path up to it, served without express. */
-  const pathRoutes: Array<{ prefix: string; operationId: string; handler: HttpHandler }> = [];
   /** The unary routes under every API prefix, for the fast lane. */
   const laneRoutes = new Map<string, LaneRoute>();
   for (const op of spec.operations) {
@@ -209,15 +201,32 @@ export function buildGateway(opts: AppOptions): Gateway {
     } else {
       const handler = handlers.http[op.operationId];
       if (!handler) throw new Error(`no handler for operation ${op.operationId}`);
-      const parameter = op.path.indexOf('{');
-      if (parameter >= 0) {
-        pathRoutes.push({ prefix: op.path.slice(0, parameter), operationId: op.operationId, handler });
-        continue;
-      }
       app.get(op.path, (req, res) => void handler(req, res));
       app.all(op.path, (req, res) => sendError(res, methodNotAllowed(req, 'GET'), { Allow: 'GET' }));
     }
   }
+
+  const v1 = new V1Router(spec.v1Operations, handlers.v1, { etcd: opts.etcd, guard });
+  const v1Streams = new Set(spec.v1Operations.filter((op) => op.stream).map((op) => op.operationId));
+
+  /** A /v1/ request: the same rate limit and identity check as /v3/, then its route's own checks. */
+  const serveV1 = (req: IncomingMessage, res: ServerResponse, match: V1Match): void => {
+    const limited = limit?.(req);
+    if (limited) return sendProblem(res, problemFromError(limited.error), limited.headers);
+    if (guard) {
+      try {
+        guard(req);
+      } catch (err) {
+        return sendProblem(res, problemFromError(err));
+      }
+    }
+    // Streams (the watch) are ended at shutdown, so that an EventSource reconnects to another replica.
+    if (v1Streams.has(match.operationId)) {
+      openStreams.add(res);
+      res.once('close', () => openStreams.delete(res));
+    }
+    match.serve(req, res);
+  };
 
   /** An API request (a path under /v3/, /v3beta/ or /v3alpha/): served here, without express. */
   const serveApi = (req: IncomingMessage, res: ServerResponse, apiPath: string): void => {
@@ -241,16 +250,6 @@ export function buildGateway(opts: AppOptions): Gateway {
     void route.serve(req, res);
   };
 
-  /** A /v1/ stream (the watch): limits and errors as the /v1/ API has them (problem+json). */
-  const servePathRoute = (req: IncomingMessage, res: ServerResponse, route: (typeof pathRoutes)[number]): void => {
-    const limited = limit?.(req);
-    if (limited) return sendProblem(res, problemFromError(limited.error), limited.headers);
-    if (req.method !== 'GET' && req.method !== 'HEAD') return sendProblem(res, problemFromError(methodNotAllowed(req, 'GET')), { Allow: 'GET' });
-    openStreams.add(res);
-    res.once('close', () => openStreams.delete(res));
-    void route.handler(req as express.Request, res as express.Response);
-  };
-
   /** A request's metrics and log line, once answered (or its client gone: 499). */
   const record = (route: string, method: string, status: number, seconds: number, id: string): void => {
     metrics.request(route, method, status, seconds);
@@ -266,12 +265,12 @@ export function buildGateway(opts: AppOptions): Gateway {
     const path = requestPath(req.url ?? '/');
     const m = API_PREFIX.exec(path);
     const apiPath = m ? `/v3${m[1]}` : undefined;
+    const v1Match = path.startsWith(V1_PREFIX) ? v1.match(req.method ?? '', path, querySearch(req.url ?? '')) : undefined;
     // API POSTs carry the id to where their headers are written (keepRequestId); everything else
     // (express's routes, CORS preflights, 405s) gets it as a header now.
     if (apiPath !== undefined && req.method === 'POST') keepRequestId(res, id);
     else res.setHeader('X-Request-Id', id);
-    const pathRoute = apiPath === undefined ? pathRoutes.find((r) => path.startsWith(r.prefix)) : undefined;
-    const route = pathRoute?.operationId ?? routeOf.get(apiPath ?? path) ?? 'other';
+    const route = v1Match?.operationId ?? routeOf.get(apiPath ?? path) ?? 'other';
     const method = req.method ?? '';
     let recorded = false;
     const done = (): void => {
@@ -282,9 +281,9 @@ export function buildGateway(opts: AppOptions): Gateway {
     res.once('finish', done);
     res.once('close', done);
     // Before any route, so that every answer gets its CORS headers and no API request escapes the limit.
-    if (corsCheck?.(req, res)) return;
+    if (corsCheck?.(req, res, v1Match !== undefined)) return;
     if (apiPath !== undefined) serveApi(req, res, apiPath);
-    else if (pathRoute) servePathRoute(req, res, pathRoute);
+    else if (v1Match) serveV1(req, res, v1Match);
     else app(req, res);
   };
 

@@ -196,7 +196,7 @@ describe('GET /v1/watch/{key}', { timeout: 180_000 }, () => {
   });
 
   it('refuses bad requests with a problem naming the parameter or header', async () => {
-    await refused(gw, 'k?bogus=1', 400, /query parameter bogus: unknown/);
+    await refused(gw, 'k?bogus=1', 400, /query parameter "bogus": unknown for V1_Watch/);
     await refused(gw, 'k?prefix=yes', 400, /query parameter prefix: must be true, false or empty/);
     await refused(gw, 'k?start_revision=0', 400, /query parameter start_revision: must be between 1/);
     await refused(gw, 'k?start_revision=abc', 400, /query parameter start_revision: must be a revision/);
@@ -206,7 +206,7 @@ describe('GET /v1/watch/{key}', { timeout: 180_000 }, () => {
     await refused(gw, 'k?progress=0', 400, /query parameter progress: must be a whole number of seconds/);
     await refused(gw, 'k?prefix&prefix', 400, /query parameter prefix: given more than once/);
     await refused(gw, '', 400, /key: the path names no key/);
-    await refused(gw, 'a%zz', 400, /key: "%zz" at offset 1/);
+    await refused(gw, 'a%zz', 400, /path parameter key: "%" must be followed by two hex digits/);
     const post = await fetch(`${gw.url}/v1/watch/k`, { method: 'POST' });
     assertProblem({ status: post.status, contentType: post.headers.get('content-type') ?? '', body: await post.text() }, 405, /use GET/);
     assert.equal(post.headers.get('allow'), 'GET');
@@ -232,9 +232,12 @@ describe('GET /v1/watch/{key}', { timeout: 180_000 }, () => {
     const es = new EventSource(`${proxy.url}/v1/watch/gone/?prefix`);
     const ids: string[] = [];
     const errors: Array<{ code?: number }> = [];
+    let started = false;
+    es.addEventListener('progress', () => (started = true));
     es.addEventListener('put', (e) => ids.push(e.lastEventId));
     es.addEventListener('error', (e) => errors.push(e as unknown as { code?: number }));
     try {
+      await waitFor(() => started, 10_000, () => 'the watch to start');
       await put(gw, 'gone/a', '1');
       await waitFor(() => ids.length >= 1, 10_000, () => 'the first event');
       proxy.pause();
@@ -345,8 +348,11 @@ describe('GET /v1/watch/{key}: compacted while the gateway was cut off from etcd
     es.addEventListener('put', (e) => esEvents.push(e.lastEventId));
     es.addEventListener('compacted', (e) => esEvents.push(`compacted ${JSON.parse(e.data).compact_revision}`));
     es.addEventListener('error', (e) => (esError = e as unknown as { code?: number }));
+    let started = false;
+    es.addEventListener('progress', () => (started = true));
     try {
       await raw.waitForMessage((m) => m.type === 'progress');
+      await waitFor(() => started, 10_000, () => 'the EventSource watch to start');
       const first = Number((await gw.post('/v3/kv/put', { key: b64('lost/a'), value: b64('1') })).body.header.revision);
       await raw.waitForEvents(1);
       await waitFor(() => esEvents.length >= 1, 10_000, () => 'the EventSource to get the first event');

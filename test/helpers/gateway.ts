@@ -9,6 +9,7 @@ import { ApiSpec } from '../../src/api/openapi';
 import { EtcdClient } from '../../src/etcd/client';
 import type { AccessPolicy } from '../../src/security/access';
 import { startTestEtcd, type TestEtcd } from '../harness/etcd';
+import type { Logger } from 'pino';
 
 export interface Answer {
   status: number;
@@ -80,6 +81,7 @@ export async function startGateway(
     maxConnections?: number;
     maxHeaderBytes?: number;
     streams?: Partial<StreamSettings>;
+    logger?: Logger;
   } = {},
 ): Promise<GatewayFixture> {
   const etcd = opts.etcd ?? (await startTestEtcd());
@@ -92,6 +94,7 @@ export async function startGateway(
     rateLimit: opts.rateLimit,
     access: opts.access,
     maxConnections: opts.maxConnections,
+    logger: opts.logger,
     streams: { ...DEFAULT_STREAM_SETTINGS, ...opts.streams },
     spec: spec(),
   });

@@ -10,16 +10,16 @@
 // same key, range and filters, so the skip lands on the same event on any gateway process.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { etcdMetadata, type GrpcMessage, type Guard } from '../context';
-import type { EtcdClient } from '../../etcd/client';
-import type { WatchConnection, WatchHub } from '../../streams/watch-hub';
+import type * as grpc from '@grpc/grpc-js';
+import type { GrpcMessage } from '../context';
+import type { WatchConnection } from '../../streams/watch-hub';
 import { GatewayError, GrpcCode, fromGrpcError } from '../../errors';
-import { problem, problemFromError, sendProblem, type Problem } from './problem';
+import { problem, sendProblem, type Problem } from './problem';
 import { revisionNumber, textOrBase64, v1KeyValue, type EtcdKeyValue } from './representation';
-import { Hangup } from '../router';
+import { badRequest, type V1Handler, type V1Request } from './router';
+import { pathBytes } from './params';
+import type { V1Settings } from './handlers';
 
-/** Where the watch route's key starts; the router hands everything after it to keyFromPath. */
-export const WATCH_PATH_PREFIX = '/v1/watch/';
 export const SSE_CONTENT_TYPE = 'text/event-stream';
 export const NDJSON_CONTENT_TYPE = 'application/x-ndjson';
 /** Browsers wait this long before reconnecting (their default is about 3 s). */
@@ -27,20 +27,9 @@ export const SSE_RETRY_MS = 1_000;
 const MAX_PROGRESS_SECONDS = 3_600;
 /** Revisions are JSON numbers in /v1/: beyond this they would lose digits. */
 const MAX_REVISION = BigInt(Number.MAX_SAFE_INTEGER);
-const QUERY_PARAMETERS = new Set(['prefix', 'start_revision', 'prev_kv', 'filters', 'progress', 'last_event_id']);
 const FILTERS: Record<string, number> = { noput: 0, nodelete: 1 };
 
-export interface WatchStreamOptions {
-  hub: WatchHub;
-  etcd: EtcdClient;
-  guard?: Guard;
-  /** Open watch streams (all kinds) allowed; more: 429. */
-  maxConnections: number;
-  /** Bytes waiting for one client before it is cut off as too slow. */
-  sendBufferBytes: number;
-  /** Interval of the SSE heartbeat comment. */
-  heartbeatMs: number;
-}
+type WatchSettings = Pick<V1Settings, 'hub' | 'limits' | 'watchHeartbeatMs'>;
 
 /** Where a stream starts: a revision, and how many of that revision's events the client already has. */
 interface ResumePoint {
@@ -69,8 +58,6 @@ export type WatchMessage =
 function errorMessage(p: Problem): WatchMessage {
   return { type: 'error', title: p.title, status: p.status, detail: p.detail, code: p.code };
 }
-
-const badRequest = (detail: string): GatewayError => new GatewayError(GrpcCode.INVALID_ARGUMENT, detail);
 
 /** A query flag: on when present with no value, an empty value or `true`; off with `false`. */
 function flag(name: string, value: string | undefined): boolean {
@@ -118,13 +105,9 @@ function formatOf(accept: string | undefined): 'sse' | 'ndjson' {
   return 'ndjson';
 }
 
-function readAsk(req: IncomingMessage, key: Buffer): WatchAsk {
-  const url = req.url ?? '';
-  const q = url.indexOf('?');
-  const query = new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
+function readAsk(req: IncomingMessage, query: URLSearchParams, key: Buffer): WatchAsk {
   const seen = new Map<string, string>();
   for (const [name, value] of query) {
-    if (!QUERY_PARAMETERS.has(name)) throw badRequest(`query parameter ${name.slice(0, 40)}: unknown (known: ${[...QUERY_PARAMETERS].join(', ')})`);
     if (seen.has(name)) throw badRequest(`query parameter ${name}: given more than once`);
     seen.set(name, value);
   }
@@ -189,9 +172,10 @@ function refusalProblem(reason: string): Problem {
 }
 
 /** etcd would refuse this start as compacted: a read at that revision fails the same way. */
-async function startIsCompacted(opts: WatchStreamOptions, create: GrpcMessage, metadata: ReturnType<typeof etcdMetadata>, signal: Hangup): Promise<boolean> {
+async function startIsCompacted(r: V1Request, create: GrpcMessage): Promise<boolean> {
   try {
-    await opts.etcd.unary('KV', 'Range', { key: create.key, range_end: create.range_end, revision: create.start_revision, count_only: true }, { idempotent: true, metadata, signal });
+    const range = { key: create.key, range_end: create.range_end, revision: create.start_revision, count_only: true };
+    await r.etcd.unary('KV', 'Range', range, { idempotent: true, metadata: r.metadata, signal: r.signal });
     return false;
   } catch (err) {
     const e = fromGrpcError(err);
@@ -203,29 +187,25 @@ async function startIsCompacted(opts: WatchStreamOptions, create: GrpcMessage, m
 
 /**
  * Serves one watch stream. `key` is the decoded key (for ?prefix, the prefix). Everything the client
- * asked for is checked first (400 naming the parameter, 401/403, 429); a start that is known to be
- * compacted gets 410 before the stream begins.
+ * asked for is checked first (400 naming the parameter, 403, 429, thrown for the router to answer); a
+ * start that is known to be compacted gets 410 before the stream begins.
  */
-export async function serveWatch(req: IncomingMessage, res: ServerResponse, key: Buffer, opts: WatchStreamOptions): Promise<void> {
-  let ask: WatchAsk;
-  let metadata: ReturnType<typeof etcdMetadata>;
-  try {
-    ask = readAsk(req, key);
-    opts.guard?.(req);
-    opts.guard?.(req, 'Watch_Watch', { create_request: ask.create });
-    if (opts.hub.stats().connections >= opts.maxConnections) {
-      throw new GatewayError(GrpcCode.RESOURCE_EXHAUSTED, `gateway: too many watch connections (limit ${opts.maxConnections})`);
-    }
-    metadata = etcdMetadata(req.headers);
-  } catch (err) {
-    sendProblem(res, problemFromError(err));
-    return;
+async function serveWatch(r: V1Request, key: Buffer, settings: WatchSettings): Promise<void> {
+  const ask = readAsk(r.req, r.query, key);
+  r.guard?.(r.req, 'Watch_Watch', { create_request: ask.create });
+  const { hub, limits } = settings;
+  if (hub.stats().connections >= limits.maxConnections) {
+    throw new GatewayError(GrpcCode.RESOURCE_EXHAUSTED, `gateway: too many watch connections (limit ${limits.maxConnections})`);
   }
-  const hangup = new Hangup();
-  res.once('close', () => hangup.abort());
-  const knownCompacted = ask.start ? await startIsCompacted(opts, ask.create, metadata, hangup) : false;
-  if (hangup.aborted) return;
-  new WatchStream(req, res, ask, opts, metadata, knownCompacted).start();
+  const knownCompacted = ask.start ? await startIsCompacted(r, ask.create) : false;
+  if (r.signal.aborted) return;
+  new WatchStream(r, ask, settings, knownCompacted).start();
+}
+
+export function watchHandlers(settings: WatchSettings): Record<string, V1Handler> {
+  return {
+    V1_Watch: (r) => serveWatch(r, pathBytes(r.params.key, 'key'), settings),
+  };
 }
 
 class WatchStream {
@@ -242,22 +222,27 @@ class WatchStream {
   /** A progress revision from etcd, sent only if a whole interval passes without an event. */
   private candidate?: bigint;
 
+  private readonly req: IncomingMessage;
+  private readonly res: ServerResponse;
+  private readonly metadata?: grpc.Metadata;
+
   constructor(
-    private readonly req: IncomingMessage,
-    private readonly res: ServerResponse,
+    r: V1Request,
     private readonly ask: WatchAsk,
-    private readonly opts: WatchStreamOptions,
-    private readonly metadata: ReturnType<typeof etcdMetadata>,
+    private readonly settings: WatchSettings,
     /** The start is compacted: wait for etcd's cancel and answer 410 with its compact revision. */
     private readonly knownCompacted: boolean,
   ) {
+    this.req = r.req;
+    this.res = r.res;
+    this.metadata = r.metadata;
     this.skip = ask.start?.skip ?? 0;
     this.skipRevision = ask.start?.revision ?? 0n;
     if (ask.start) this.revision = ask.start.revision - 1n;
   }
 
   start(): void {
-    this.connection = this.opts.hub.connect({ deliver: (response) => this.deliver(response) }, this.metadata);
+    this.connection = this.settings.hub.connect({ deliver: (response) => this.deliver(response) }, this.metadata);
     this.res.once('close', () => this.stop());
     this.connection.request({ create_request: this.ask.create });
   }
@@ -288,7 +273,7 @@ class WatchStream {
     this.req.socket.setNoDelay(true);
     if (sse) {
       this.res.write(`retry: ${SSE_RETRY_MS}\n\n`);
-      this.timers.push(setInterval(() => this.write(': heartbeat\n\n'), this.opts.heartbeatMs));
+      this.timers.push(setInterval(() => this.write(': heartbeat\n\n'), this.settings.watchHeartbeatMs));
     }
     // From now: the creation revision is a resume point at once, so a client that reconnects before
     // the first change misses nothing.
@@ -364,8 +349,8 @@ class WatchStream {
   /** Writes, or cuts off a client that leaves too much unread (it resumes from its last id). */
   private write(text: string): void {
     if (this.ended) return;
-    if (this.res.writableLength > this.opts.sendBufferBytes) {
-      const cut = problem(429, `gateway: watch consumer too slow: more than ${this.opts.sendBufferBytes} bytes waiting to be sent; resume from the last event id`, { code: GrpcCode.RESOURCE_EXHAUSTED });
+    if (this.res.writableLength > this.settings.limits.sendBufferBytes) {
+      const cut = problem(429, `gateway: watch consumer too slow: more than ${this.settings.limits.sendBufferBytes} bytes waiting to be sent; resume from the last event id`, { code: GrpcCode.RESOURCE_EXHAUSTED });
       this.finish(errorMessage(cut));
       setTimeout(() => this.res.destroy(), 10_000).unref();
       return;
