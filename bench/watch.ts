@@ -340,6 +340,28 @@ function table(results: [ScenarioResult, ScenarioResult], etcdVersion: string): 
   return lines.join('\n');
 }
 
+/** The same watchers as Server-Sent Events (GET /v1/watch/) beside the WebSocket figures. */
+function sseTable(ws: ScenarioResult, sse: ScenarioResult): string {
+  const rows: Array<[string, string, string]> = [
+    ['watchers open', `${ws.opened}/${WATCHERS}`, `${sse.opened}/${WATCHERS}`],
+    ['events delivered / expected', `${int(ws.delivered)} / ${int(ws.expected)}`, `${int(sse.delivered)} / ${int(sse.expected)}`],
+    ['events out of order', int(ws.disorder), int(sse.disorder)],
+    ['latency p50', ms(ws.hist.percentile(0.5)), ms(sse.hist.percentile(0.5))],
+    ['latency p99', ms(ws.hist.percentile(0.99)), ms(sse.hist.percentile(0.99))],
+    ['latency max', ms(ws.hist.maxMs), ms(sse.hist.maxMs)],
+    ['gateway RSS / watcher', kib(ws.after.nodeRss - ws.before.nodeRss, ws.opened), kib(sse.after.nodeRss - sse.before.nodeRss, sse.opened)],
+    ['gateway heap / watcher', kib(ws.after.nodeHeap - ws.before.nodeHeap, ws.opened), kib(sse.after.nodeHeap - sse.before.nodeHeap, sse.opened)],
+  ];
+  const w0 = Math.max(...rows.map((r) => r[0].length));
+  const w1 = Math.max('WebSocket /v3/watch'.length, ...rows.map((r) => r[1].length));
+  return [
+    '',
+    `this gateway, ${WATCHERS} watchers on one prefix: WebSocket (above) and Server-Sent Events (GET /v1/watch/)`,
+    `${''.padEnd(w0)}  ${'WebSocket /v3/watch'.padEnd(w1)}  SSE /v1/watch`,
+    ...rows.map(([a, b, c]) => `${a.padEnd(w0)}  ${b.padEnd(w1)}  ${c}`),
+  ].join('\n');
+}
+
 async function main(): Promise<void> {
   const bin = findEtcdBinary();
   if (!bin) throw new Error('no etcd binary: set ETCD_BIN or put etcd on PATH');
@@ -365,7 +387,7 @@ async function main(): Promise<void> {
       streams: { ...DEFAULT_STREAM_SETTINGS, maxWatchConnections: WATCHERS + 1_000 },
     });
     gateway = gw;
-    server = http.createServer(gw.app);
+    server = http.createServer(gw.handler);
     gw.attach(server);
     await new Promise<void>((resolve) => server?.listen(0, '127.0.0.1', resolve));
     const port = (server.address() as AddressInfo).port;
@@ -376,6 +398,11 @@ async function main(): Promise<void> {
     });
     const theirs = await runScenario('etcd gateway', `ws://127.0.0.1:${etcd.clientPort}/v3/watch`, 'bench/etcd/', etcd, client, async () => true);
     process.stdout.write(`${table([ours, theirs], version)}\n`);
+    const sse = await runScenario('this gateway, SSE', `http://127.0.0.1:${port}/v1/watch/bench/sse/?prefix`, 'bench/sse/', etcd, client, async () => {
+      const s = gw.hub.stats();
+      return s.connections === 0 && s.watches === 0;
+    });
+    process.stdout.write(`${sseTable(ours, sse)}\n`);
   } finally {
     gateway?.close();
     server?.closeAllConnections();
