@@ -1,7 +1,7 @@
 // KV benchmark: request throughput and latency of unary KV calls through this gateway and through
 // etcd's own gateway, side by side, plus the direct gRPC ceiling (the etcd3 client's raw calls).
 //
-//   npm run bench -- [--seconds 5] [--rounds 5] [--connections 1,16,64] [--workloads range1,range100,put,txn,mixed]
+//   npm run bench -- [--seconds 5] [--rounds 5] [--connections 1,16,64] [--workloads range1,range100,put,txn,mixed,v1get,v1put]
 //                   [--workers 1,2] [--loader auto|wrk|autocannon]
 //
 // Processes: etcd (a child), this gateway (another child: `node dist/src/main.js`, so its CPU time and
@@ -15,6 +15,11 @@
 // lands on whichever target is running: alternating short rounds spreads those over all targets instead
 // of charging one target's whole cell with them. Each workload is warmed up for 1 s on every target first
 // (unmeasured). Every wait is bounded in time.
+//
+// v1get and v1put are the same operations as range1 and put through this gateway's own API
+// (`GET /v1/kv/bench/one`, `PUT /v1/kv/bench/put/<n>` with the value as the body); etcd's gateway has no
+// /v1/, so its column (and the gRPC ones) run range1 and put: the row reads against the range1 and put
+// rows above it.
 
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -32,8 +37,15 @@ import { runWrk, wrkInstalled, type WrkRequest } from './wrk';
 
 const log = makeLog('bench');
 
-const WORKLOADS = ['range1', 'range100', 'put', 'txn', 'mixed'] as const;
+const WORKLOADS = ['range1', 'range100', 'put', 'txn', 'mixed', 'v1get', 'v1put'] as const;
 type Workload = (typeof WORKLOADS)[number];
+
+/** What etcd's gateway and the gRPC clients run for a workload: the /v3/ form of a /v1/ one. */
+function v3Form(w: Workload): Workload {
+  if (w === 'v1get') return 'range1';
+  if (w === 'v1put') return 'put';
+  return w;
+}
 
 const { values: args } = parseArgs({
   options: {
@@ -121,6 +133,9 @@ let putCounter = 0;
 const nextPutBody = (): string => PUT_BODIES[putCounter++ % PUT_KEYS];
 
 type Req = autocannon.Request;
+const V1_GET_PATH = `/v1/kv/${ONE_KEY}`;
+const v1PutPath = (i: number): string => `/v1/kv/bench/put/${i}`;
+let v1PutCounter = 0;
 const rangeReq = (body: string): Req => ({ method: 'POST', path: '/v3/kv/range', body });
 const putReq = (): Req => ({ method: 'POST', path: '/v3/kv/put', setupRequest: (r) => ({ ...r, body: nextPutBody() }) });
 const txnReq = (): Req => ({ method: 'POST', path: '/v3/kv/txn', body: TXN_BODY });
@@ -136,6 +151,10 @@ function httpRequests(w: Workload): Req[] {
       return [putReq()];
     case 'txn':
       return [txnReq()];
+    case 'v1get':
+      return [{ method: 'GET', path: V1_GET_PATH }];
+    case 'v1put':
+      return [{ method: 'PUT', setupRequest: (r) => ({ ...r, path: v1PutPath(v1PutCounter++ % PUT_KEYS), body: SMALL_VALUE }) }];
     case 'mixed':
       return [
         rangeReq(RANGE1_BODY),
@@ -167,6 +186,10 @@ function wrkRequests(w: Workload): WrkRequest[] {
       return puts;
     case 'txn':
       return [txn];
+    case 'v1get':
+      return [{ method: 'GET', path: V1_GET_PATH, body: '' }];
+    case 'v1put':
+      return Array.from({ length: PUT_KEYS }, (_, i) => ({ method: 'PUT', path: v1PutPath(i), body: SMALL_VALUE }));
     case 'mixed':
       // 7 range1, 2 put, 1 txn per ten, in the order autocannon's list has them; 100 tens use every put key.
       return Array.from({ length: PUT_KEYS / 2 }, (_, i) => [range1, range1, puts[2 * i], range1, range1, txn, range1, puts[2 * i + 1], range1, range1]).flat();
@@ -205,7 +228,7 @@ const grpcTxn: Call = (c) => c.unary('KV', 'Txn', TXN_REQUEST, { idempotent: fal
 const MIXED: Call[] = [grpcRange1, grpcRange1, grpcPut, grpcRange1, grpcRange1, grpcTxn, grpcRange1, grpcPut, grpcRange1, grpcRange1];
 
 function grpcCalls(w: Workload): Call[] {
-  switch (w) {
+  switch (v3Form(w)) {
     case 'range1':
       return [grpcRange1];
     case 'range100':
@@ -216,6 +239,8 @@ function grpcCalls(w: Workload): Call[] {
       return [grpcTxn];
     case 'mixed':
       return MIXED;
+    default:
+      throw new Error(`no gRPC form of ${w}`);
   }
 }
 
@@ -370,6 +395,10 @@ async function checkGateway(name: string, url: string, headers: Record<string, s
   const txn = await post('/v3/kv/txn', TXN_BODY);
   if (txn.succeeded !== true) throw new Error(`${name}: compare-and-swap did not succeed: ${JSON.stringify(txn)}`);
   if (name === 'this gateway') {
+    const got = await fetch(`${url}${V1_GET_PATH}`, { headers, signal: AbortSignal.timeout(5_000) });
+    if (got.status !== 200 || (await got.text()) !== SMALL_VALUE) throw new Error(`${name}: GET ${V1_GET_PATH} gave HTTP ${got.status}`);
+    const put = await fetch(`${url}${v1PutPath(0)}`, { method: 'PUT', body: SMALL_VALUE, headers, signal: AbortSignal.timeout(5_000) });
+    if (put.status !== 200 && put.status !== 201) throw new Error(`${name}: PUT ${v1PutPath(0)} gave HTTP ${put.status}`);
     const refused = await fetch(`${url}/v3/kv/range`, { method: 'POST', body: JSON.stringify({ key: b64('other') }), headers, signal: AbortSignal.timeout(5_000) });
     if (refused.status !== 403) throw new Error(`${name}: access control is not on (a key outside bench/ gave HTTP ${refused.status})`);
   }
@@ -537,7 +566,7 @@ async function main(): Promise<void> {
     for (const w of SELECTED) {
       log(`${w}: warm-up (${WARMUP_SECONDS} s per target)`);
       for (const g of gateways) await runHttp(g.url, w, 16, WARMUP_SECONDS, AUTH);
-      await runHttp(etcdGw, w, 16, WARMUP_SECONDS);
+      await runHttp(etcdGw, v3Form(w), 16, WARMUP_SECONDS);
       await runGrpc(callers.etcd3, w, 16, WARMUP_SECONDS);
       await runGrpc(callers.h2, w, 16, WARMUP_SECONDS);
       for (const conns of CONNECTIONS) {
@@ -560,7 +589,7 @@ async function main(): Promise<void> {
         if (!GATEWAY_ONLY) {
           targets.push(
             async () => {
-              const m = await withProcStats([etcdPid], () => runHttp(etcdGw, w, conns, ROUND_SECONDS));
+              const m = await withProcStats([etcdPid], () => runHttp(etcdGw, v3Form(w), conns, ROUND_SECONDS));
               addRound(theirs.run, m.result);
               theirs.etcdCpuMs += m.cpuMs[0];
             },

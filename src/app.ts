@@ -83,7 +83,8 @@ export interface Gateway {
   attach(server: http.Server): void;
   /** What the fast lane did, once attached to a plain-HTTP server (undefined otherwise). */
   laneStats(): LaneStats | undefined;
-  /** Ends HTTP streams, closes WebSockets (1001) and every etcd stream; unary requests in flight go on. */
+  /** Ends HTTP streams, answers /v1/ reads waiting for a change (304), closes WebSockets (1001) and
+   *  every etcd stream; unary requests in flight go on. */
   close(): void;
 }
 
@@ -134,6 +135,7 @@ export function handlerTable(
       maxBodyBytes,
       lockWaitMs,
       limits,
+      maxWatchConnections: limits.maxConnections,
       watchHeartbeatMs: streams.watchHeartbeatMs ?? DEFAULT_STREAM_SETTINGS.watchHeartbeatMs,
     }),
   };
@@ -375,6 +377,7 @@ export function buildGateway(opts: AppOptions): Gateway {
     },
     laneStats: () => fastLane?.stats,
     close() {
+      v1.close();
       sockets?.close();
       for (const res of openStreams) res.end();
       keepalive.close();

@@ -147,6 +147,7 @@ async function main(): Promise<void> {
     process.stdout.write(
       [
         `etcd JSON gateway listening on ${base}`,
+        `  Keys API:   ${base}/v1/kv/`,
         `  API:        ${base}/v3/  (also /v3beta/ and /v3alpha/)`,
         `  Swagger UI: ${base}/docs/`,
         `  etcd:       ${endpoints.join(', ')}${embedded ? ` (embedded, data in ${embedded.dataDir})` : ''}`,

@@ -129,6 +129,26 @@ describe('/v1/ rate limit, CORS, metrics and logs', () => {
     }
   });
 
+  it('counts a waiting read against MAX_WATCH_CONNECTIONS: past it, 429', async () => {
+    const gw = await startGateway({ etcd, streams: { maxWatchConnections: 1 } });
+    try {
+      const v1 = v1Client(gw.url);
+      const now = await v1.put('/v1/kv/limit/a', 'x');
+      const waiting = v1.get(`/v1/kv/limit/a?wait&after=${now.body.revision}&timeout=30s`);
+      for (let i = 0; i < 100 && gw.gateway.hub.stats().connections === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      assertProblem(await v1.get(`/v1/kv/limit/a?wait&after=${now.body.revision}&timeout=30s`), 429, /too many watch connections \(limit 1\)/);
+      await v1.put('/v1/kv/limit/a', 'y');
+      assert.equal((await waiting).text, 'y');
+      // A gateway that stops answers a waiting read at once, so its server can close.
+      const pending = v1.get(`/v1/kv/limit/a?wait&timeout=60s`);
+      for (let i = 0; i < 100 && gw.gateway.hub.stats().connections === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      gw.gateway.close();
+      assert.equal((await pending).status, 304);
+    } finally {
+      await gw.close();
+    }
+  });
+
   it('answers a CORS preflight for PUT with If-Match, and exposes ETag and the X-Etcd headers', async () => {
     const gw = await startGateway({ etcd, corsOrigins: ['https://app.example'] });
     try {

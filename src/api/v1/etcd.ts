@@ -34,7 +34,7 @@ export function call<T>(r: V1Request, service: 'KV' | 'Lease' | 'Lock', method: 
 
 /** The end of the range of keys under `prefix` (etcd's prefix convention); "\0" (no end) for a prefix
  *  of only 0xff bytes, or the empty prefix, which is every key. */
-export function prefixRangeEnd(prefix: Buffer): Buffer {
+function prefixRangeEnd(prefix: Buffer): Buffer {
   for (let i = prefix.length - 1; i >= 0; i--) {
     if (prefix[i] < 0xff) {
       const end = Buffer.from(prefix.subarray(0, i + 1));

@@ -16,6 +16,7 @@ export interface V1Settings {
   maxBodyBytes: number;
   /** Longest wait of a lock (LOCK_WAIT_MS, as /v3/lock/lock). */
   lockWaitMs: number;
+  maxWatchConnections: number;
   /** Watch streams in all, and the bytes one may leave unread (as /v3/watch). */
   limits: StreamLimits;
   /** Interval of the SSE watch's heartbeat comment. */

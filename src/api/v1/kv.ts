@@ -12,19 +12,22 @@ import { duration, etag, flag, integer, leaseId, pathBytes, precondition, type P
 import { problem, ProblemError } from './problem';
 import { revisionNumber, v1KeyValue, type EtcdKeyValue } from './representation';
 import { badRequest, reply, replyJson, type V1Handler, type V1Request } from './router';
-import { grant, revokeQuietly } from './leases';
+import { grant, MAX_LEASE_TTL, revokeQuietly } from './leases';
+import { tooManyConnections } from '../v3/watch';
 
 export interface KvSettings {
   hub: WatchHub;
   maxBodyBytes: number;
+  /** The hub's connection limit (MAX_WATCH_CONNECTIONS): a waiting read holds one connection. */
+  maxWatchConnections: number;
 }
 
 /** Listings: a page has `LIST_DEFAULT_LIMIT` keys unless `limit` says otherwise, at most `LIST_MAX_LIMIT`. */
-export const LIST_DEFAULT_LIMIT = 1000;
-export const LIST_MAX_LIMIT = 10_000;
+const LIST_DEFAULT_LIMIT = 1000;
+const LIST_MAX_LIMIT = 10_000;
 /** A blocking read (`?wait`) answers 304 after `timeout`: 60 s unless given, at most 5 minutes. */
-export const WAIT_DEFAULT_MS = 60_000;
-export const WAIT_MAX_MS = 300_000;
+const WAIT_DEFAULT_MS = 60_000;
+const WAIT_MAX_MS = 300_000;
 
 function headerRevision(header: ResponseHeader | undefined): number {
   return revisionNumber(header?.revision);
@@ -67,6 +70,7 @@ function changeAfter(r: V1Request, hub: WatchHub, range: { key: Buffer; range_en
       settled = true;
       clearTimeout(timer);
       r.signal.removeEventListener('abort', gone);
+      r.closing.removeEventListener('abort', gone);
       connection.close();
       if (err) reject(err);
       else resolve(changed);
@@ -74,6 +78,8 @@ function changeAfter(r: V1Request, hub: WatchHub, range: { key: Buffer; range_en
     const gone = (): void => finish(false);
     const timer = setTimeout(() => finish(false), timeoutMs);
     r.signal.addEventListener('abort', gone);
+    r.closing.addEventListener('abort', gone);
+    if (r.closing.aborted) return finish(false);
     const connection = hub.connect(
       {
         deliver(response) {
@@ -96,13 +102,14 @@ function changeAfter(r: V1Request, hub: WatchHub, range: { key: Buffer; range_en
 
 /** `?wait`: holds the request until there is a change after `after` (default: the current revision);
  *  false when the timeout passed first (the caller answers 304). */
-async function waited(r: V1Request, hub: WatchHub, range: { key: Buffer; range_end?: Buffer }): Promise<boolean> {
+async function waited(r: V1Request, { hub, maxWatchConnections }: KvSettings, range: { key: Buffer; range_end?: Buffer }): Promise<boolean> {
   if (!flag(r.query, 'wait')) {
     for (const name of ['after', 'timeout']) if (r.query.has(name)) throw badRequest(`query parameter ${name}: only with ?wait`);
     return true;
   }
   if (r.query.has('revision')) throw badRequest('query parameter revision: not with ?wait (a blocking read answers the current value)');
   const timeoutMs = duration(r.query, 'timeout', WAIT_MAX_MS, WAIT_DEFAULT_MS);
+  if (hub.stats().connections >= maxWatchConnections) throw tooManyConnections(maxWatchConnections);
   let after = integer(r.query, 'after');
   if (after === undefined) {
     const now = await call<RangeResponse>(r, 'KV', 'Range', { key: range.key, count_only: true, serializable: true }, true);
@@ -117,7 +124,7 @@ async function getKey(r: V1Request, s: KvSettings): Promise<void> {
   const key = keyOf(r);
   r.guard?.(r.req, 'KV_Range', { key });
   for (const name of ['limit', 'keys_only', 'count_only', 'sort', 'continue']) if (r.query.has(name)) throw badRequest(`query parameter ${name}: only with ?list`);
-  if (!(await waited(r, s.hub, { key }))) return;
+  if (!(await waited(r, s, { key }))) return;
   const revision = integer(r.query, 'revision', { min: 1 });
   const serializable = flag(r.query, 'serializable');
   const ifNoneMatch = precondition(r.req.headers['if-none-match'], 'If-None-Match');
@@ -144,7 +151,7 @@ async function list(r: V1Request, s: KvSettings): Promise<void> {
   const prefix = pathBytes(r.params.key, 'key');
   const full = prefixRange(prefix);
   r.guard?.(r.req, 'KV_Range', full);
-  if (!(await waited(r, s.hub, full))) return;
+  if (!(await waited(r, s, full))) return;
   const opts: ListOptions = listOptions(r.query);
   const limit = integer(r.query, 'limit', { min: 1, max: LIST_MAX_LIMIT, fallback: LIST_DEFAULT_LIMIT }) ?? LIST_DEFAULT_LIMIT;
   const token = r.query.get('continue');
@@ -186,18 +193,15 @@ async function list(r: V1Request, s: KvSettings): Promise<void> {
 
 type TxnResult = NonNullable<TxnResponse['responses']>[number];
 
-/** The one txn of a write: `compare` decides, `success` is the write, `failure` reads the key's
- *  current revision for the 412. Without a condition it is still one txn, whose first op counts the
- *  key before the write, to tell a new key (201) from a replaced one (200) without sending the value
- *  twice or reading the old one back. */
-async function writeTxn(r: V1Request, key: Buffer, cond: Precondition | 'absent' | undefined, write: GrpcMessage): Promise<{ created: boolean; answer: TxnResponse; result?: TxnResult }> {
+/** A write: without a condition one Put (etcd's cheapest write) whose prev_kv tells a new key (201)
+ *  from a replaced one (200); with one, one txn — `compare` decides, `success` is the write, `failure`
+ *  reads the key's current revision for the 412. Never a read and then a write. */
+async function writeOnce(r: V1Request, key: Buffer, cond: Precondition | 'absent' | undefined, write: GrpcMessage): Promise<{ created: boolean; answer: TxnResponse; result?: TxnResult }> {
   if (cond === undefined) {
-    const txn = { compare: [], success: [{ request_range: { key, count_only: true } }, write], failure: [] };
-    // The count only tells 201 from 200: a write-only client may write, as with /v3/kv/put.
-    r.guard?.(r.req, write.request_put ? 'KV_Put' : 'KV_DeleteRange', { key });
-    const answer = await call<TxnResponse>(r, 'KV', 'Txn', txn, false);
-    const before = revisionNumber(answer.responses?.[0]?.response_range?.count);
-    return { created: before === 0, answer, result: answer.responses?.[1] };
+    const put = write.request_put as GrpcMessage;
+    r.guard?.(r.req, 'KV_Put', { key });
+    const answer = await call<{ header?: ResponseHeader; prev_kv?: EtcdKeyValue | null }>(r, 'KV', 'Put', { ...put, prev_kv: true }, false);
+    return { created: !answer.prev_kv, answer, result: { response_put: answer } };
   }
   let compare: GrpcMessage;
   if (cond === 'absent') compare = { key, target: 'Version', result: 'Equal', version: '0' };
@@ -238,7 +242,7 @@ async function putKey(r: V1Request, s: KvSettings): Promise<void> {
   const prev = flag(r.query, 'prev');
   const cond = writeCondition(r);
   if (r.query.has('ttl') && r.query.has('lease')) throw badRequest('query parameters ttl and lease: use one (ttl grants a new lease, lease attaches an existing one)');
-  const ttl = integer(r.query, 'ttl', { min: 1, max: 9_000_000_000 });
+  const ttl = integer(r.query, 'ttl', { min: 1, max: MAX_LEASE_TTL });
   let lease = r.query.has('lease') ? leaseId(r.query.get('lease') ?? '', 'query parameter lease') : undefined;
   if (prev) r.guard?.(r.req, 'KV_Range', { key });
   const value = await readBody(r.req, s.maxBodyBytes);
@@ -250,7 +254,7 @@ async function putKey(r: V1Request, s: KvSettings): Promise<void> {
   }
   let result;
   try {
-    result = await writeTxn(r, key, cond, { request_put: { key, value, lease: lease ?? '0', prev_kv: prev } });
+    result = await writeOnce(r, key, cond, { request_put: { key, value, lease: lease ?? '0', prev_kv: prev } });
   } catch (err) {
     // A key that was not written leaves no lease behind either.
     if (granted) await revokeQuietly(r, granted);
@@ -276,7 +280,7 @@ async function deleteKey(r: V1Request): Promise<void> {
   let header: ResponseHeader | undefined;
   let deleted: { deleted?: string; prev_kvs?: EtcdKeyValue[] } | undefined;
   if (cond) {
-    const { answer, result } = await writeTxn(r, key, cond, del);
+    const { answer, result } = await writeOnce(r, key, cond, del);
     header = answer.header;
     deleted = result?.response_delete_range;
   } else {

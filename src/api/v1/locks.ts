@@ -9,14 +9,14 @@
 
 import { GatewayError, GrpcCode } from '../../errors';
 import { call, prefixRange, type RangeResponse, type TxnResponse } from './etcd';
-import { grant, revokeQuietly } from './leases';
+import { grant, MAX_LEASE_TTL, revokeQuietly } from './leases';
 import { duration, integer, leaseId, pathBytes } from './params';
 import { problem, ProblemError } from './problem';
 import { revisionNumber, textOrBase64 } from './representation';
 import { badRequest, reply, replyJson, type V1Handler, type V1Request } from './router';
 
 /** A lock taken without `?lease` is on a new lease of this TTL unless `?ttl` says otherwise. */
-export const LOCK_DEFAULT_TTL = 60;
+const LOCK_DEFAULT_TTL = 60;
 
 function nameOf(r: V1Request): Buffer {
   const name = pathBytes(r.params.name, 'name');
@@ -60,7 +60,7 @@ async function acquire(r: V1Request, maxWaitMs: number): Promise<void> {
   r.guard?.(r.req, 'Lock_Lock', { name });
   if (r.query.has('ttl') && r.query.has('lease')) throw badRequest('query parameters ttl and lease: use one (ttl grants a new lease, lease uses an existing one)');
   const waitMs = duration(r.query, 'wait', maxWaitMs, maxWaitMs);
-  const ttl = integer(r.query, 'ttl', { min: 1, max: 9_000_000_000, fallback: LOCK_DEFAULT_TTL }) ?? LOCK_DEFAULT_TTL;
+  const ttl = integer(r.query, 'ttl', { min: 1, max: MAX_LEASE_TTL, fallback: LOCK_DEFAULT_TTL }) ?? LOCK_DEFAULT_TTL;
   const given = r.query.has('lease') ? leaseId(r.query.get('lease') ?? '', 'query parameter lease') : undefined;
   const granted = given === undefined ? await grant(r, ttl) : undefined;
   const lease = given ?? (granted as { id: string }).id;

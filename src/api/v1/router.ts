@@ -30,6 +30,8 @@ export interface V1Request {
   etcd: EtcdClient;
   metadata?: grpc.Metadata;
   signal: Hangup;
+  /** Aborted when the gateway stops: requests that wait by design (?wait) answer at once. */
+  closing: Hangup;
   guard?: Guard;
 }
 
@@ -71,6 +73,7 @@ function compile(path: string): { pattern: RegExp; names: string[] } {
 
 export class V1Router {
   private readonly templates: Template[] = [];
+  private readonly closing = new Hangup();
 
   constructor(
     operations: Operation[],
@@ -95,8 +98,8 @@ export class V1Router {
     this.templates.sort((a, b) => literal(b) - literal(a));
   }
 
-  /** The operation a request is for; undefined when no /v1/ path matches (404). A matching path with
-   *  another method is answered with 405 and the methods it has. */
+  /** The operation a request is for, and how to serve it: a path no template matches is a 404, a
+   *  matching path with another method a 405 naming the methods it has (both counted as 'other'). */
   match(method: string, path: string, search: string): V1Match {
     for (const t of this.templates) {
       const m = t.pattern.exec(path);
@@ -115,6 +118,11 @@ export class V1Router {
       return { operationId: route.operationId, serve: (req, res) => void this.serve(req, res, route, params, search) };
     }
     return { operationId: 'other', serve: (_req, res) => sendProblem(res, problem(404, `no such route: ${method} ${path}`)) };
+  }
+
+  /** The gateway stops: waiting reads answer now (304), so the server can close. */
+  close(): void {
+    this.closing.abort();
   }
 
   private async serve(
@@ -144,6 +152,7 @@ export class V1Router {
         etcd: this.deps.etcd,
         metadata,
         signal,
+        closing: this.closing,
         guard: this.deps.guard,
       });
     } catch (err) {
@@ -163,10 +172,10 @@ export function badRequest(detail: string): GatewayError {
 
 /** Writes a whole answer; a HEAD gets the headers only. */
 export function reply(r: V1Request, status: number, headers: Record<string, string>, body?: Buffer | string): void {
-  const bytes = body === undefined ? undefined : typeof body === 'string' ? Buffer.from(body) : body;
-  if (bytes) headers['Content-Length'] = String(bytes.length);
+  // A string body goes out in one write with the headers (Node joins them); a Buffer takes a writev.
+  if (body !== undefined) headers['Content-Length'] = String(typeof body === 'string' ? Buffer.byteLength(body) : body.length);
   r.res.writeHead(status, headers);
-  if (bytes && r.req.method !== 'HEAD') r.res.end(bytes);
+  if (body !== undefined && r.req.method !== 'HEAD') r.res.end(body);
   else r.res.end();
 }
 
