@@ -18,6 +18,7 @@ import { problem, sendProblem, type Problem } from './problem';
 import { revisionNumber, textOrBase64, v1KeyValue, type EtcdKeyValue } from './representation';
 import { badRequest, type V1Handler, type V1Request } from './router';
 import { pathBytes } from './params';
+import { prefixRange } from './etcd';
 import type { V1Settings } from './handlers';
 
 export const SSE_CONTENT_TYPE = 'text/event-stream';
@@ -84,16 +85,6 @@ export function parseEventId(name: string, text: string): ResumePoint {
   return { revision, skip: Number(m[2]) + 1 };
 }
 
-/** etcd's range end for "every key starting with `key`" (the empty prefix: every key). */
-export function prefixRangeEnd(key: Buffer): Buffer {
-  let end = key.length;
-  while (end > 0 && key[end - 1] === 0xff) end--;
-  if (end === 0) return Buffer.from([0]);
-  const out = Buffer.from(key.subarray(0, end));
-  out[end - 1]++;
-  return out;
-}
-
 /** SSE when the client accepts `text/event-stream` (EventSource sends exactly that), else NDJSON. */
 function formatOf(accept: string | undefined): 'sse' | 'ndjson' {
   if (!accept) return 'ndjson';
@@ -113,8 +104,7 @@ function readAsk(req: IncomingMessage, query: URLSearchParams, key: Buffer): Wat
   }
   const prefix = flag('prefix', seen.get('prefix'));
   if (key.length === 0 && !prefix) throw badRequest('key: the path names no key (an empty key is only allowed with ?prefix, to watch every key)');
-  const create: GrpcMessage = { key: key.length ? key : Buffer.from([0]) };
-  if (prefix) create.range_end = prefixRangeEnd(key);
+  const create: GrpcMessage = prefix ? prefixRange(key) : { key };
   if (flag('prev_kv', seen.get('prev_kv'))) create.prev_kv = true;
   const filters = seen.get('filters');
   if (filters !== undefined && filters !== '') {
