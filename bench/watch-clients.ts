@@ -9,6 +9,7 @@ import { performance } from 'node:perf_hooks';
 import WebSocket from 'ws';
 import { EtcdClient } from '../src/etcd/client';
 import { LatencyHistogram } from './histogram';
+import { openSseWatcher, type SseWatcher } from './watch-sse';
 
 export type ClientCommand =
   | { cmd: 'clock'; id: number }
@@ -119,16 +120,43 @@ function onMessage(w: Watcher, data: WebSocket.RawData): void {
   }
   for (let j = s.indexOf(VALUE); j >= 0; j = s.indexOf(VALUE, j + VALUE.length)) {
     const start = j + VALUE.length;
-    const value = Buffer.from(s.slice(start, s.indexOf('"', start)), 'base64').toString('latin1');
-    const space = value.indexOf(' ');
-    // Warm-up puts (negative sequence numbers) are delivered but not measured.
-    if (Number(value.slice(0, space)) < 0) continue;
-    hist.add(t - Number(value.slice(space + 1)));
-    w.events++;
-    totalEvents++;
-    if (firstRecv === 0) firstRecv = t;
-    lastRecv = t;
+    countEvent(w, Buffer.from(s.slice(start, s.indexOf('"', start)), 'base64').toString('latin1'), t);
   }
+}
+
+/** One event's latency from its value ("<seq> <send time>"). */
+function countEvent(w: { events: number }, value: string, t: number): void {
+  const space = value.indexOf(' ');
+  // Warm-up puts (negative sequence numbers) are delivered but not measured.
+  if (Number(value.slice(0, space)) < 0) return;
+  hist.add(t - Number(value.slice(space + 1)));
+  w.events++;
+  totalEvents++;
+  if (firstRecv === 0) firstRecv = t;
+  lastRecv = t;
+}
+
+/** SSE watchers (GET /v1/watch/, an http:// URL), counted like the WebSocket ones. */
+const sseWatchers: Array<{ watcher: SseWatcher; events: number; lastRevision: number }> = [];
+
+async function openSse(url: string, timeoutMs: number): Promise<string | undefined> {
+  const w = { watcher: { close: () => undefined } as SseWatcher, events: 0, lastRevision: 0 };
+  const opened = await openSseWatcher(
+    url,
+    timeoutMs,
+    (revision, value) => {
+      if (revision <= w.lastRevision) disorder++;
+      w.lastRevision = revision;
+      countEvent(w, value, now() - offsetMs);
+    },
+    () => {
+      if (!closing) closes.end = (closes.end ?? 0) + 1;
+    },
+  );
+  if (typeof opened === 'string') return opened;
+  w.watcher = opened;
+  sseWatchers.push(w);
+  return undefined;
 }
 
 function openOne(url: string, create: string, timeoutMs: number): Promise<string | undefined> {
@@ -175,7 +203,8 @@ async function open(cmd: Extract<ClientCommand, { cmd: 'open' }>): Promise<void>
   const worker = async (): Promise<void> => {
     while (next < cmd.count && now() < deadline) {
       const i = next++;
-      const err = await openOne(cmd.url, createOf(i), Math.max(1, Math.min(30_000, deadline - now())));
+      const timeout = Math.max(1, Math.min(30_000, deadline - now()));
+      const err = cmd.url.startsWith('http') ? await openSse(cmd.url, timeout) : await openOne(cmd.url, createOf(i), timeout);
       if (err) {
         failed++;
         errs.set(err, (errs.get(err) ?? 0) + 1);
@@ -191,7 +220,7 @@ async function open(cmd: Extract<ClientCommand, { cmd: 'open' }>): Promise<void>
 function result(id: number): ResultReply {
   let min = Infinity;
   let max = 0;
-  for (const w of watchers) {
+  for (const w of [...watchers, ...sseWatchers]) {
     min = Math.min(min, w.events);
     max = Math.max(max, w.events);
   }
@@ -200,7 +229,7 @@ function result(id: number): ResultReply {
     id,
     hist: hist.toJSON(),
     events: totalEvents,
-    minPerWatcher: watchers.length ? min : 0,
+    minPerWatcher: watchers.length + sseWatchers.length ? min : 0,
     maxPerWatcher: max,
     disorder,
     firstRecv,
@@ -256,6 +285,7 @@ async function write(cmd: Extract<ClientCommand, { cmd: 'write' }>): Promise<voi
 function closeAll(): void {
   closing = true;
   for (const w of watchers) w.ws.close();
+  for (const w of sseWatchers) w.watcher.close();
   // Bounded: whatever has not finished its closing handshake by then is cut.
   setTimeout(() => {
     for (const w of watchers) w.ws.terminate();

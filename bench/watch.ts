@@ -53,6 +53,7 @@ const { values: args } = parseArgs({
     keys: { type: 'string' },
     'max-p99-ms': { type: 'string' },
     target: { type: 'string' },
+    sse: { type: 'string' },
     seconds: { type: 'string' },
     warmup: { type: 'string' },
     'client-procs': { type: 'string' },
@@ -93,6 +94,10 @@ function cellsFromArgs(): Cell[] {
 }
 
 const TARGET = args.target ?? 'both';
+const SSE_MODE = args.sse ?? 'auto';
+if (!['auto', 'on', 'off'].includes(SSE_MODE)) throw new Error('--sse: auto (cells of at most 1,000 watchers), on or off');
+/** Whether a cell also runs as Server-Sent Events watchers (GET /v1/watch/). */
+const withSse = (cell: Cell): boolean => SSE_MODE === 'on' || (SSE_MODE === 'auto' && cell.watchers <= 1_000);
 if (!['both', 'gateway', 'etcd'].includes(TARGET)) throw new Error('--target: both, gateway or etcd');
 const SECONDS = positiveInt('seconds', args.seconds, 10);
 const WARMUP_SECONDS = args.warmup === '0' ? 0 : positiveInt('warmup', args.warmup, 1);
@@ -105,7 +110,7 @@ const OPEN_CONCURRENCY = 200;
 // starts and cleanups.
 const OVERALL_TIMEOUT_MS =
   CELLS_TO_RUN.reduce(
-    (t, c) => t + 2 * (openTimeoutMs(c.watchers) + c.rates.length * ((WARMUP_SECONDS + SECONDS) * 1_000 + DRAIN_TIMEOUT_MS) + 60_000),
+    (t, c) => t + (withSse(c) ? 3 : 2) * (openTimeoutMs(c.watchers) + c.rates.length * ((WARMUP_SECONDS + SECONDS) * 1_000 + DRAIN_TIMEOUT_MS) + 60_000),
     0,
   ) + 60_000;
 
@@ -444,6 +449,28 @@ function table(results: ScenarioResult[], cell: Cell, etcdVersion: string): stri
   return lines.join('\n');
 }
 
+/** The same watchers as Server-Sent Events (GET /v1/watch/) beside the WebSocket figures, first phase. */
+function sseTable(ws: ScenarioResult, sse: ScenarioResult, cell: Cell): string {
+  const [w, e] = [ws.phases[0], sse.phases[0]];
+  const rows: Array<[string, string, string]> = [
+    ['watchers open', `${ws.opened}/${cell.watchers}`, `${sse.opened}/${cell.watchers}`],
+    ['events delivered / expected', `${int(w.delivered)} / ${int(w.expected)}`, `${int(e.delivered)} / ${int(e.expected)}`],
+    ['events out of order', int(w.disorder), int(e.disorder)],
+    ['latency p50', ms(w.hist.percentile(0.5)), ms(e.hist.percentile(0.5))],
+    ['latency p99', ms(w.hist.percentile(0.99)), ms(e.hist.percentile(0.99))],
+    ['latency max', ms(w.hist.maxMs), ms(e.hist.maxMs)],
+    ['gateway RSS / watcher', kib(ws.after.nodeRss - ws.before.nodeRss, ws.opened), kib(sse.after.nodeRss - sse.before.nodeRss, sse.opened)],
+    ['gateway heap / watcher', kib(ws.after.nodeHeap - ws.before.nodeHeap, ws.opened), kib(sse.after.nodeHeap - sse.before.nodeHeap, sse.opened)],
+  ];
+  const w0 = Math.max(...rows.map((r) => r[0].length));
+  const w1 = Math.max('WebSocket /v3/watch'.length, ...rows.map((r) => r[1].length));
+  return [
+    `this gateway, ${cell.watchers} watchers on one prefix at ${cell.rates[0]} puts/s: WebSocket and Server-Sent Events (GET /v1/watch/)`,
+    `${''.padEnd(w0)}  ${'WebSocket /v3/watch'.padEnd(w1)}  SSE /v1/watch`,
+    ...rows.map(([a, b, c]) => `${a.padEnd(w0)}  ${b.padEnd(w1)}  ${c}`),
+  ].join('\n');
+}
+
 async function main(): Promise<void> {
   const bin = findEtcdBinary();
   if (!bin) throw new Error('no etcd binary: set ETCD_BIN or put etcd on PATH');
@@ -469,25 +496,29 @@ async function main(): Promise<void> {
       streams: { ...DEFAULT_STREAM_SETTINGS, maxWatchConnections: Math.max(...CELLS_TO_RUN.map((c) => c.watchers)) + 1_000 },
     });
     gateway = gw;
-    server = http.createServer(gw.app);
+    server = http.createServer(gw.handler);
     gw.attach(server);
     await new Promise<void>((resolve) => server?.listen(0, '127.0.0.1', resolve));
     const port = (server.address() as AddressInfo).port;
 
     for (const [n, cell] of CELLS_TO_RUN.entries()) {
       const results: ScenarioResult[] = [];
+      const gatewayIdle = async (): Promise<boolean> => {
+        const s = gw.hub.stats();
+        return s.connections === 0 && s.watches === 0;
+      };
       if (TARGET !== 'etcd') {
-        results.push(
-          await runScenario('this gateway', `ws://127.0.0.1:${port}/v3/watch`, `bench/${n}/gw/`, cell, etcd, client, async () => {
-            const s = gw.hub.stats();
-            return s.connections === 0 && s.watches === 0;
-          }),
-        );
+        results.push(await runScenario('this gateway', `ws://127.0.0.1:${port}/v3/watch`, `bench/${n}/gw/`, cell, etcd, client, gatewayIdle));
       }
       if (TARGET !== 'gateway') {
         results.push(await runScenario('etcd gateway', `ws://127.0.0.1:${etcd.clientPort}/v3/watch`, `bench/${n}/etcd/`, cell, etcd, client, async () => true));
       }
       process.stdout.write(`${table(results, cell, version)}\n\n`);
+      // The same watchers as Server-Sent Events, where they all watch one prefix (an SSE URL names one key).
+      if (withSse(cell) && TARGET !== 'etcd' && cell.keys === 'shared') {
+        const sse = await runScenario('this gateway, SSE', `http://127.0.0.1:${port}/v1/watch/bench/${n}/sse/?prefix`, `bench/${n}/sse/`, cell, etcd, client, gatewayIdle);
+        process.stdout.write(`${sseTable(results[0], sse, cell)}\n\n`);
+      }
     }
   } finally {
     gateway?.close();

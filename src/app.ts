@@ -32,7 +32,7 @@ import { Metrics } from './observability/metrics';
 import { cors } from './security/cors';
 import { rateLimit, type RateLimited } from './security/rate-limit';
 import { accessGuard, type AccessPolicy } from './security/access';
-import { V1_PREFIX, V1Router, type V1Handler } from './api/v1/router';
+import { V1_PREFIX, V1Router, type V1Handler, type V1Match } from './api/v1/router';
 import { v1Handlers } from './api/v1/handlers';
 import { problemFromError, sendProblem } from './api/v1/problem';
 
@@ -42,6 +42,8 @@ export interface StreamSettings {
   maxWatchConnections: number;
   sendBufferBytes: number;
   pingIntervalMs: number;
+  /** Interval of the comment line that keeps an idle SSE watch open through proxies. */
+  watchHeartbeatMs: number;
 }
 
 export const DEFAULT_STREAM_SETTINGS: StreamSettings = {
@@ -50,6 +52,7 @@ export const DEFAULT_STREAM_SETTINGS: StreamSettings = {
   maxWatchConnections: 10_000,
   sendBufferBytes: 4 * 1024 * 1024,
   pingIntervalMs: 30_000,
+  watchHeartbeatMs: 15_000,
 };
 
 export interface AppOptions {
@@ -116,7 +119,7 @@ function querySearch(target: string): string {
 /** Every handler by operationId; a test checks it against the operations of openapi.yaml. */
 export function handlerTable(
   etcd: EtcdClient,
-  streams: { hub: WatchHub; keepalive: KeepAliveHub; spec: ApiSpec; limits: StreamLimits; maxBodyBytes: number; metrics: Metrics; guard?: Guard },
+  streams: { hub: WatchHub; keepalive: KeepAliveHub; spec: ApiSpec; limits: StreamLimits; maxBodyBytes: number; metrics: Metrics; guard?: Guard; watchHeartbeatMs?: number },
   lockWaitMs = 60_000,
 ): { unary: Record<string, UnaryHandler>; stream: Record<string, StreamRouteFactory>; http: Record<string, HttpHandler>; v1: Record<string, V1Handler> } {
   const { hub, keepalive, spec, limits, maxBodyBytes, metrics, guard } = streams;
@@ -130,7 +133,15 @@ export function handlerTable(
       Election_Observe: (op) => serverStreamRoute(op, etcd, 'Election', 'Observe', codec('LeaderRequest', 'LeaderResponse'), maxBodyBytes, guard),
     },
     http: gatewayHandlers(etcd, hub, metrics),
-    v1: v1Handlers({ hub, keepalive, maxBodyBytes, lockWaitMs, maxWatchConnections: limits.maxConnections }),
+    v1: v1Handlers({
+      hub,
+      keepalive,
+      maxBodyBytes,
+      lockWaitMs,
+      limits,
+      maxWatchConnections: limits.maxConnections,
+      watchHeartbeatMs: streams.watchHeartbeatMs ?? DEFAULT_STREAM_SETTINGS.watchHeartbeatMs,
+    }),
   };
 }
 
@@ -143,7 +154,11 @@ export function buildGateway(opts: AppOptions): Gateway {
   const metrics = new Metrics({ hub, keepalive });
   opts.etcd.observer = (service, method, code, seconds) => metrics.etcdCall(service, method, code, seconds);
   const guard = opts.access ? accessGuard(opts.access) : undefined;
-  const handlers = handlerTable(opts.etcd, { hub, keepalive, spec, limits, maxBodyBytes: opts.maxBodyBytes, metrics, guard }, opts.lockWaitMs);
+  const handlers = handlerTable(
+    opts.etcd,
+    { hub, keepalive, spec, limits, maxBodyBytes: opts.maxBodyBytes, metrics, guard, watchHeartbeatMs: streams.watchHeartbeatMs },
+    opts.lockWaitMs,
+  );
   const log = opts.logger ?? pino({ level: 'silent' });
   const logRequests = log.isLevelEnabled('info');
   const app = express();
@@ -198,9 +213,10 @@ export function buildGateway(opts: AppOptions): Gateway {
   }
 
   const v1 = new V1Router(spec.v1Operations, handlers.v1, { etcd: opts.etcd, guard });
+  const v1Streams = new Set(spec.v1Operations.filter((op) => op.stream).map((op) => op.operationId));
 
   /** A /v1/ request: the same rate limit and identity check as /v3/, then its route's own checks. */
-  const serveV1 = (req: IncomingMessage, res: ServerResponse, serve: (req: IncomingMessage, res: ServerResponse) => void): void => {
+  const serveV1 = (req: IncomingMessage, res: ServerResponse, match: V1Match): void => {
     const limited = limit?.(req);
     if (limited) return sendProblem(res, problemFromError(limited.error), limited.headers);
     if (guard) {
@@ -210,7 +226,12 @@ export function buildGateway(opts: AppOptions): Gateway {
         return sendProblem(res, problemFromError(err));
       }
     }
-    serve(req, res);
+    // Streams (the watch) are ended at shutdown, so that an EventSource reconnects to another replica.
+    if (v1Streams.has(match.operationId)) {
+      openStreams.add(res);
+      res.once('close', () => openStreams.delete(res));
+    }
+    match.serve(req, res);
   };
 
   /** An API request (a path under /v3/, /v3beta/ or /v3alpha/): served here, without express. */
@@ -268,7 +289,7 @@ export function buildGateway(opts: AppOptions): Gateway {
     // Before any route, so that every answer gets its CORS headers and no API request escapes the limit.
     if (corsCheck?.(req, res, v1Match !== undefined)) return;
     if (apiPath !== undefined) serveApi(req, res, apiPath);
-    else if (v1Match) serveV1(req, res, v1Match.serve);
+    else if (v1Match) serveV1(req, res, v1Match);
     else app(req, res);
   };
 

@@ -9,6 +9,7 @@
 
 import { after, before, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { startGateway, type GatewayFixture } from './helpers/gateway';
@@ -443,6 +444,69 @@ describe('README examples against a real etcd and this gateway', { timeout: 300_
       await checkPythonSnippet(etcd3gwBlock, etcd3gwBlock.body.split(portArg).join(`port=${port}`));
     });
   });
+});
+
+const watchExamples = parsed(() => {
+  const blocks = fences(section(readme, 'Watching with Server-Sent Events and NDJSON')).filter((f) => f.lang === 'sh');
+  const examples = blocks.flatMap(shellExamples);
+  if (examples.length === 0) throw new Error('"Watching with Server-Sent Events and NDJSON" has no curl example');
+  for (const ex of examples) {
+    if (!/^curl -s?N\s/.test(ex.command)) throw new Error(`README.md:${ex.line}: a watch example runs curl -N: ${ex.command}`);
+    if (ex.expected === undefined) throw new Error(`README.md:${ex.line}: a watch example shows what it prints`);
+    for (const line of ex.expected.split('\n')) compilePattern(line);
+  }
+  return examples;
+});
+
+/** Runs a streaming command until it has printed `lines` lines (then stops it); bounded in time. */
+function firstLines(command: string, lines: number): Promise<{ lines: string[]; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('/bin/sh', ['-c', `exec ${command}`], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let stderr = '';
+    const done = (): void => {
+      clearTimeout(timer);
+      child.kill('SIGKILL');
+      resolve({ lines: out.split('\n').slice(0, lines), stderr });
+    };
+    const timer = setTimeout(done, COMMAND_TIMEOUT_MS);
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      if (out.split('\n').length > lines) done();
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.once('error', reject);
+    child.once('close', done);
+  });
+}
+
+describe('README watch examples (curl -N on /v1/watch, against a real etcd)', { timeout: 120_000 }, () => {
+  let fixture: GatewayFixture;
+
+  before(async () => {
+    fixture = await startGateway();
+    // What the example's output shows: config/db written, then deleted.
+    const key = Buffer.from('config/db').toString('base64');
+    assert.equal((await fixture.post('/v3/kv/put', { key, value: Buffer.from('on').toString('base64') })).status, 200);
+    assert.equal((await fixture.post('/v3/kv/deleterange', { key })).status, 200);
+  });
+  after(() => fixture?.close());
+
+  if (watchExamples.error) {
+    it('parses', () => assert.fail(watchExamples.error));
+    return;
+  }
+  for (const example of watchExamples.value ?? []) {
+    it(`README.md:${example.line}: ${example.command}`, async () => {
+      const expected = (example.expected ?? '').split('\n');
+      const command = example.command.split(README_URL).join(fixture.url);
+      const got = await firstLines(command, expected.length);
+      expected.forEach((line, i) => {
+        const why = mismatch(compilePattern(line), got.lines[i] ?? '');
+        assert.equal(why, undefined, `README.md:${example.line}, line ${i + 1}: ${why}\n--- expected ---\n${line}\n--- actual ---\n${got.lines.join('\n')}\n--- stderr ---\n${got.stderr}`);
+      });
+    });
+  }
 });
 
 describe('the expected-output matcher', () => {

@@ -6,8 +6,9 @@ import { GatewayError, GrpcCode } from '../errors';
 import { sendError } from '../api/router';
 
 const ALLOWED_HEADERS = 'content-type, authorization, grpc-metadata-token, x-request-id';
-/** The /v1/ API also has PUT and DELETE, conditional requests, and its revisions in headers. */
-const V1_ALLOWED_HEADERS = `${ALLOWED_HEADERS}, accept, if-match, if-none-match`;
+/** The /v1/ API also has PUT and DELETE, conditional requests, its revisions in headers, and watches
+ *  that an EventSource resumes with Last-Event-ID (not a header a browser sends without asking). */
+const V1_ALLOWED_HEADERS = `${ALLOWED_HEADERS}, accept, if-match, if-none-match, last-event-id`;
 const V1_EXPOSED_HEADERS =
   'X-Request-Id, Retry-After, ETag, X-Etcd-Revision, X-Etcd-Create-Revision, X-Etcd-Mod-Revision, X-Etcd-Version, X-Etcd-Lease';
 

@@ -23,6 +23,8 @@ export interface TcpProxy {
    *  clients, 'up': the other way; all connections together), every connection is cut, in the middle of
    *  that data. Resolves with how many connections were cut. */
   cutAfterBytes(bytes: number, direction?: 'down' | 'up'): Promise<number>;
+  /** New connections go to `target` from now on (a client moved to another server). */
+  retarget(target: { host: string; port: number }): void;
   /** Disarms a pending cutAfterBytes (its promise resolves with 0). */
   disarm(): void;
   /** New connections are dropped at once until resume(); current ones are left alone. */
@@ -36,7 +38,8 @@ export interface TcpProxy {
   close(): Promise<void>;
 }
 
-export async function startTcpProxy(target: { host: string; port: number }): Promise<TcpProxy> {
+export async function startTcpProxy(firstTarget: { host: string; port: number }): Promise<TcpProxy> {
+  let target = firstTarget;
   const pairs = new Set<{ client: net.Socket; upstream: net.Socket }>();
   const holes: Array<{ client: net.Socket; upstream: net.Socket }> = [];
   let paused = false;
@@ -126,6 +129,9 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
       return new Promise<number>((resolve) => {
         armed = { remaining: bytes, direction, done: resolve };
       });
+    },
+    retarget(next) {
+      target = next;
     },
     disarm() {
       armed?.done(0);

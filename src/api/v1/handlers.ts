@@ -7,6 +7,8 @@ import { kvHandlers } from './kv';
 import { leaseHandlers } from './leases';
 import { lockHandlers } from './locks';
 import type { V1Handler } from './router';
+import { watchHandlers } from './watch';
+import type { StreamLimits } from '../v3/watch';
 
 export interface V1Settings {
   hub: WatchHub;
@@ -15,8 +17,12 @@ export interface V1Settings {
   /** Longest wait of a lock (LOCK_WAIT_MS, as /v3/lock/lock). */
   lockWaitMs: number;
   maxWatchConnections: number;
+  /** Watch streams in all, and the bytes one may leave unread (as /v3/watch). */
+  limits: StreamLimits;
+  /** Interval of the SSE watch's heartbeat comment. */
+  watchHeartbeatMs: number;
 }
 
 export function v1Handlers(s: V1Settings): Record<string, V1Handler> {
-  return { ...kvHandlers(s), ...leaseHandlers(s), ...lockHandlers(s) };
+  return { ...kvHandlers(s), ...leaseHandlers(s), ...lockHandlers(s), ...watchHandlers(s) };
 }
