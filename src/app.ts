@@ -30,6 +30,7 @@ import { Metrics } from './observability/metrics';
 import { cors } from './security/cors';
 import { rateLimit, type RateLimited } from './security/rate-limit';
 import { accessGuard, type AccessPolicy } from './security/access';
+import { consoleRoutes } from './console';
 
 export interface StreamSettings {
   watchStreams: number;
@@ -64,6 +65,8 @@ export interface AppOptions {
   maxConnections?: number;
   streams?: StreamSettings;
   spec?: ApiSpec;
+  /** The web console under /ui/ (default on). */
+  ui?: boolean;
 }
 
 export interface Gateway {
@@ -253,6 +256,7 @@ export function buildGateway(opts: AppOptions): Gateway {
       swaggerOptions: { tryItOutEnabled: true, displayRequestDuration: true },
     }),
   );
+  if (opts.ui !== false) app.use('/ui', consoleRoutes());
   app.get('/', (_req, res) => {
     res.redirect('/docs/');
   });

@@ -206,6 +206,7 @@ async function main(): Promise<void> {
     corsOrigins: config.corsOrigins,
     rateLimit: { rate: config.rateLimit, burst: config.rateLimitBurst || 2 * config.rateLimit },
     streams: config,
+    ui: config.ui,
   });
   if (isWorker()) gateway.metrics.aggregate = workerMetrics(gateway.metrics.registry);
   const tlsServer = tlsSettings.server;

@@ -80,6 +80,7 @@ export async function startGateway(
     maxConnections?: number;
     maxHeaderBytes?: number;
     streams?: Partial<StreamSettings>;
+    ui?: boolean;
   } = {},
 ): Promise<GatewayFixture> {
   const etcd = opts.etcd ?? (await startTestEtcd());
@@ -94,6 +95,7 @@ export async function startGateway(
     maxConnections: opts.maxConnections,
     streams: { ...DEFAULT_STREAM_SETTINGS, ...opts.streams },
     spec: spec(),
+    ui: opts.ui,
   });
   const server = http.createServer({ maxHeaderSize: opts.maxHeaderBytes }, gateway.handler);
   gateway.attach(server);
