@@ -149,6 +149,7 @@ async function main(): Promise<void> {
         `etcd JSON gateway listening on ${base}`,
         `  API:        ${base}/v3/  (also /v3beta/ and /v3alpha/)`,
         `  Swagger UI: ${base}/docs/`,
+        ...(config.ui ? [`  Console:    ${base}/ui/`] : []),
         `  etcd:       ${endpoints.join(', ')}${embedded ? ` (embedded, data in ${embedded.dataDir})` : ''}`,
         ...(config.workers > 1 ? [`  workers:    ${config.workers}`] : []),
         '',

@@ -285,6 +285,7 @@ describe('helm chart', () => {
       'PORT',
       'REQUEST_READ_TIMEOUT_MS',
       'REQUEST_TIMEOUT_MS',
+      'UI',
       'WORKERS',
     ]);
     // Each is a setting the gateway reads.
