@@ -4,19 +4,19 @@
 import express from 'express';
 import swaggerUi from 'swagger-ui-express';
 import { ApiSpec, type Operation } from './api/openapi';
-import { kvHandlers } from './api/kv';
-import { leaseHandlers } from './api/lease';
-import { clusterHandlers } from './api/cluster';
-import { maintenanceHandlers } from './api/maintenance';
-import { authHandlers } from './api/auth';
-import { lockHandlers } from './api/lock';
-import { keepAliveRoute, serverStreamRoute } from './api/stream-routes';
+import { kvHandlers } from './api/v3/kv';
+import { leaseHandlers } from './api/v3/lease';
+import { clusterHandlers } from './api/v3/cluster';
+import { maintenanceHandlers } from './api/v3/maintenance';
+import { authHandlers } from './api/v3/auth';
+import { lockHandlers } from './api/v3/lock';
+import { keepAliveRoute, serverStreamRoute } from './api/v3/stream-routes';
 import { KeepAliveHub } from './streams/keepalive';
 import { gatewayHandlers, type HttpHandler } from './api/gateway';
 import type { Guard, RequestHead, UnaryHandler } from './api/context';
 import { API_PREFIX, API_PREFIXES, keepRequestId, methodNotAllowed, notFound, rawJsonResponse, sendError, unaryRoute, type Route } from './api/router';
 import { FastLane, type LaneRoute, type LaneStats } from './fast-lane';
-import { MessageCodec, watchRoute, type StreamLimits } from './api/watch';
+import { MessageCodec, watchRoute, type StreamLimits } from './api/v3/watch';
 import type { EtcdClient } from './etcd/client';
 import { WatchHub } from './streams/watch-hub';
 import { attachWebSockets } from './streams/websocket';
@@ -31,6 +31,9 @@ import { cors } from './security/cors';
 import { rateLimit, type RateLimited } from './security/rate-limit';
 import { accessGuard, type AccessPolicy } from './security/access';
 import { consoleRoutes } from './console';
+import { V1_PREFIX, V1Router, type V1Handler } from './api/v1/router';
+import { v1Handlers } from './api/v1/handlers';
+import { problemFromError, sendProblem } from './api/v1/problem';
 
 export interface StreamSettings {
   watchStreams: number;
@@ -100,6 +103,12 @@ function requestPath(target: string): string {
   return q < 0 ? target : target.slice(0, q);
 }
 
+/** The query of a request target, without its `?` ('' when there is none). */
+function querySearch(target: string): string {
+  const q = target.indexOf('?');
+  return q < 0 ? '' : target.slice(q + 1);
+}
+
 
 
 /** Every handler by operationId; a test checks it against the operations of openapi.yaml. */
@@ -107,7 +116,7 @@ export function handlerTable(
   etcd: EtcdClient,
   streams: { hub: WatchHub; keepalive: KeepAliveHub; spec: ApiSpec; limits: StreamLimits; maxBodyBytes: number; metrics: Metrics; guard?: Guard },
   lockWaitMs = 60_000,
-): { unary: Record<string, UnaryHandler>; stream: Record<string, StreamRouteFactory>; http: Record<string, HttpHandler> } {
+): { unary: Record<string, UnaryHandler>; stream: Record<string, StreamRouteFactory>; http: Record<string, HttpHandler>; v1: Record<string, V1Handler> } {
   const { hub, keepalive, spec, limits, maxBodyBytes, metrics, guard } = streams;
   const codec = (request: string, response: string): MessageCodec => new MessageCodec(spec, request, response);
   return {
@@ -119,6 +128,7 @@ export function handlerTable(
       Election_Observe: (op) => serverStreamRoute(op, etcd, 'Election', 'Observe', codec('LeaderRequest', 'LeaderResponse'), maxBodyBytes, guard),
     },
     http: gatewayHandlers(etcd, hub, metrics),
+    v1: v1Handlers({ hub, keepalive, maxBodyBytes, lockWaitMs }),
   };
 }
 
@@ -185,6 +195,22 @@ export function buildGateway(opts: AppOptions): Gateway {
     }
   }
 
+  const v1 = new V1Router(spec.v1Operations, handlers.v1, { etcd: opts.etcd, guard });
+
+  /** A /v1/ request: the same rate limit and identity check as /v3/, then its route's own checks. */
+  const serveV1 = (req: IncomingMessage, res: ServerResponse, serve: (req: IncomingMessage, res: ServerResponse) => void): void => {
+    const limited = limit?.(req);
+    if (limited) return sendProblem(res, problemFromError(limited.error), limited.headers);
+    if (guard) {
+      try {
+        guard(req);
+      } catch (err) {
+        return sendProblem(res, problemFromError(err));
+      }
+    }
+    serve(req, res);
+  };
+
   /** An API request (a path under /v3/, /v3beta/ or /v3alpha/): served here, without express. */
   const serveApi = (req: IncomingMessage, res: ServerResponse, apiPath: string): void => {
     const limited = limit?.(req);
@@ -222,11 +248,12 @@ export function buildGateway(opts: AppOptions): Gateway {
     const path = requestPath(req.url ?? '/');
     const m = API_PREFIX.exec(path);
     const apiPath = m ? `/v3${m[1]}` : undefined;
+    const v1Match = path.startsWith(V1_PREFIX) ? v1.match(req.method ?? '', path, querySearch(req.url ?? '')) : undefined;
     // API POSTs carry the id to where their headers are written (keepRequestId); everything else
     // (express's routes, CORS preflights, 405s) gets it as a header now.
     if (apiPath !== undefined && req.method === 'POST') keepRequestId(res, id);
     else res.setHeader('X-Request-Id', id);
-    const route = routeOf.get(apiPath ?? path) ?? 'other';
+    const route = v1Match?.operationId ?? routeOf.get(apiPath ?? path) ?? 'other';
     const method = req.method ?? '';
     let recorded = false;
     const done = (): void => {
@@ -237,8 +264,9 @@ export function buildGateway(opts: AppOptions): Gateway {
     res.once('finish', done);
     res.once('close', done);
     // Before any route, so that every answer gets its CORS headers and no API request escapes the limit.
-    if (corsCheck?.(req, res)) return;
+    if (corsCheck?.(req, res, v1Match !== undefined)) return;
     if (apiPath !== undefined) serveApi(req, res, apiPath);
+    else if (v1Match) serveV1(req, res, v1Match.serve);
     else app(req, res);
   };
 

@@ -14,7 +14,7 @@ type Schema = Record<string, unknown>;
 
 export interface Operation {
   operationId: string;
-  method: 'get' | 'post';
+  method: 'get' | 'post' | 'put' | 'delete';
   /** The path as written in the spec, e.g. `/v3/kv/range`. */
   path: string;
   /** Component name of the request body schema, for POST operations. */
@@ -67,7 +67,10 @@ function newAjv(allErrors: boolean): Ajv2020 {
 export class ApiSpec {
   readonly doc: Schema;
   readonly yamlText: string;
+  /** etcd's dialect (/v3/) and the gateway's own GET endpoints. */
   readonly operations: Operation[];
+  /** The gateway's own plain-HTTP API, under /v1/ (src/api/v1/router.ts serves them). */
+  readonly v1Operations: Operation[];
   readonly shapes: ShapeBook;
   private readonly ajv: Ajv2020;
   private diagnosticAjv?: Ajv2020;
@@ -79,7 +82,9 @@ export class ApiSpec {
     this.yamlText = fs.readFileSync(file, 'utf8');
     this.doc = YAML.parse(this.yamlText) as Schema;
     this.shapes = new ShapeBook(this.doc);
-    this.operations = this.listOperations();
+    const all = this.listOperations();
+    this.operations = all.filter((op) => !op.path.startsWith('/v1/'));
+    this.v1Operations = all.filter((op) => op.path.startsWith('/v1/'));
     this.ajv = newAjv(false);
     this.ajv.addSchema({ $id: DOC_ID, components: this.doc.components }, DOC_ID);
     this.indexPointers(this.doc, '#');
@@ -89,7 +94,7 @@ export class ApiSpec {
   private listOperations(): Operation[] {
     const ops: Operation[] = [];
     for (const [p, item] of Object.entries(this.doc.paths as Record<string, Schema>)) {
-      for (const method of ['get', 'post'] as const) {
+      for (const method of ['get', 'post', 'put', 'delete'] as const) {
         const op = item[method] as Schema | undefined;
         if (!op) continue;
         const body = (op.requestBody as Schema | undefined)?.content as Record<string, Schema> | undefined;

@@ -6,12 +6,16 @@ import { GatewayError, GrpcCode } from '../errors';
 import { sendError } from '../api/router';
 
 const ALLOWED_HEADERS = 'content-type, authorization, grpc-metadata-token, x-request-id';
+/** The /v1/ API also has PUT and DELETE, conditional requests, and its revisions in headers. */
+const V1_ALLOWED_HEADERS = `${ALLOWED_HEADERS}, accept, if-match, if-none-match`;
+const V1_EXPOSED_HEADERS =
+  'X-Request-Id, Retry-After, ETag, X-Etcd-Revision, X-Etcd-Create-Revision, X-Etcd-Mod-Revision, X-Etcd-Version, X-Etcd-Lease';
 
 /** Adds the CORS headers an allowed origin needs; true when it answered the request itself (a preflight). */
-export function cors(origins: string[]): (req: IncomingMessage, res: ServerResponse) => boolean {
+export function cors(origins: string[]): (req: IncomingMessage, res: ServerResponse, plainApi?: boolean) => boolean {
   const any = origins.includes('*');
   const allowed = new Set(origins);
-  return (req, res) => {
+  return (req, res, plainApi = false) => {
     const origin = req.headers.origin;
     if (!origin) return false;
     const ok = any || allowed.has(origin);
@@ -23,11 +27,11 @@ export function cors(origins: string[]): (req: IncomingMessage, res: ServerRespo
     }
     res.setHeader('Access-Control-Allow-Origin', any ? '*' : origin);
     res.setHeader('Vary', 'Origin');
-    res.setHeader('Access-Control-Expose-Headers', 'X-Request-Id, Retry-After');
+    res.setHeader('Access-Control-Expose-Headers', plainApi ? V1_EXPOSED_HEADERS : 'X-Request-Id, Retry-After');
     if (!preflight) return false;
     res.writeHead(204, {
-      'Access-Control-Allow-Methods': 'POST, GET, OPTIONS',
-      'Access-Control-Allow-Headers': ALLOWED_HEADERS,
+      'Access-Control-Allow-Methods': plainApi ? 'GET, HEAD, PUT, DELETE, POST, OPTIONS' : 'POST, GET, OPTIONS',
+      'Access-Control-Allow-Headers': plainApi ? V1_ALLOWED_HEADERS : ALLOWED_HEADERS,
       'Access-Control-Max-Age': '600',
     });
     res.end();

@@ -11,7 +11,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import type * as grpc from '@grpc/grpc-js';
 import type { WatchHub } from './watch-hub';
 import type { KeepAliveHub } from './keepalive';
-import { slowConsumer, streamError, tooManyConnections, type MessageCodec, type StreamLimits } from '../api/watch';
+import { slowConsumer, streamError, tooManyConnections, type MessageCodec, type StreamLimits } from '../api/v3/watch';
 import { etcdMetadata, type GrpcMessage, type Guard } from '../api/context';
 import { parseJson, JsonSyntaxError } from '../json/parse';
 import { GatewayError, GrpcCode, invalidArgument } from '../errors';

@@ -42,3 +42,14 @@ export function sendProblem(res: ServerResponse, p: Problem, extraHeaders: Recor
   res.writeHead(p.status, { ...extraHeaders, 'Content-Type': PROBLEM_CONTENT_TYPE, 'Content-Length': String(Buffer.byteLength(text)) });
   res.end(text);
 }
+
+/** A handler's answer that is a problem with members of its own (a 412's `mod_revision`, a 410's
+ *  `compact_revision`) or headers (an ETag), thrown to end the request. */
+export class ProblemError extends Error {
+  constructor(
+    readonly problem: Problem,
+    readonly headers?: Record<string, string>,
+  ) {
+    super(problem.detail);
+  }
+}

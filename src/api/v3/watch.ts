@@ -2,13 +2,13 @@
 // `{"result": WatchResponse}` lines, one chunk each, open until the client leaves. The same message
 // codec serves the WebSocket transport (streams/websocket.ts).
 
-import type { ApiSpec, Operation } from './openapi';
-import { etcdMetadata, type GrpcMessage, type Guard } from './context';
-import { decode, encode, normalizeNames } from '../codec/codec';
-import type { ObjectShape } from '../codec/shape';
-import { GatewayError, GrpcCode, httpStatusFromGrpcCode, invalidArgument, fromGrpcError } from '../errors';
-import { readJsonSequence, sendError, stampRequestId, type Route } from './router';
-import type { WatchHub, WatchConnection } from '../streams/watch-hub';
+import type { ApiSpec, Operation } from '../openapi';
+import { etcdMetadata, type GrpcMessage, type Guard } from '../context';
+import { decode, encode, normalizeNames } from '../../codec/codec';
+import type { ObjectShape } from '../../codec/shape';
+import { GatewayError, GrpcCode, httpStatusFromGrpcCode, invalidArgument, fromGrpcError } from '../../errors';
+import { readJsonSequence, sendError, stampRequestId, type Route } from '../router';
+import type { WatchHub, WatchConnection } from '../../streams/watch-hub';
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 
 export interface StreamLimits {

@@ -1,6 +1,6 @@
 // KV service: range, put, deleterange, txn, compaction. Only reads may be re-sent to another member.
 
-import { forward, type UnaryHandler } from './context';
+import { forward, type UnaryHandler } from '../context';
 
 export const kvHandlers: Record<string, UnaryHandler> = {
   KV_Range: forward('KV', 'Range', { idempotent: true }),

@@ -1,6 +1,6 @@
 // Lease service, unary part. Keepalives are streams (streams/keepalive.ts).
 
-import { forward, type UnaryHandler } from './context';
+import { forward, type UnaryHandler } from '../context';
 
 export const leaseHandlers: Record<string, UnaryHandler> = {
   Lease_LeaseGrant: forward('Lease', 'LeaseGrant', { idempotent: false }),

@@ -1,7 +1,7 @@
 // etcd's lock and election services. A lock or a campaign waits until it succeeds, at most the longest
 // wait configured; if the client goes away first the call is canceled, and etcd removes the waiting key.
 
-import { forward, type UnaryHandler } from './context';
+import { forward, type UnaryHandler } from '../context';
 
 export function lockHandlers(maxWaitMs: number): Record<string, UnaryHandler> {
   return {

@@ -6,13 +6,13 @@
 //   sends, passed on with back-pressure so a snapshot is never held in memory.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Operation } from './openapi';
-import { etcdMetadata, type Guard } from './context';
-import { readJsonSequence, sendError, stampRequestId, type Route } from './router';
+import type { Operation } from '../openapi';
+import { etcdMetadata, type Guard } from '../context';
+import { readJsonSequence, sendError, stampRequestId, type Route } from '../router';
 import { streamError, type MessageCodec } from './watch';
-import type { KeepAliveHub } from '../streams/keepalive';
-import type { EtcdClient, Service } from '../etcd/client';
-import { fromGrpcError, httpStatusFromGrpcCode, invalidArgument } from '../errors';
+import type { KeepAliveHub } from '../../streams/keepalive';
+import type { EtcdClient, Service } from '../../etcd/client';
+import { fromGrpcError, httpStatusFromGrpcCode, invalidArgument } from '../../errors';
 
 function startStream(res: ServerResponse): void {
   if (res.headersSent) return;

@@ -1,0 +1,19 @@
+// Every /v1/ handler by operationId, over the shared core: the etcd client, the watch hub, the
+// keepalive stream and the body limit. A test checks the table against openapi.yaml's /v1/ operations.
+
+import type { KeepAliveHub } from '../../streams/keepalive';
+import type { WatchHub } from '../../streams/watch-hub';
+import { kvHandlers } from './kv';
+import type { V1Handler } from './router';
+
+export interface V1Settings {
+  hub: WatchHub;
+  keepalive: KeepAliveHub;
+  maxBodyBytes: number;
+  /** Longest wait of a lock (LOCK_WAIT_MS, as /v3/lock/lock). */
+  lockWaitMs: number;
+}
+
+export function v1Handlers(s: V1Settings): Record<string, V1Handler> {
+  return { ...kvHandlers(s) };
+}

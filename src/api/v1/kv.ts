@@ -1,0 +1,322 @@
+// /v1/kv/{key}: keys in the path, values as raw bodies, HTTP's conditional requests for compare-and-swap
+// (every conditional write is one etcd txn), listings paged through one revision, and blocking reads
+// that ride the watch hub.
+
+import { isUtf8 } from 'node:buffer';
+import type { WatchHub } from '../../streams/watch-hub';
+import type { GrpcMessage } from '../context';
+import { readBody } from '../router';
+import { call, prefixRange, readFailure, type RangeResponse, type ResponseHeader, type TxnResponse } from './etcd';
+import { decodeToken, encodeToken, listOptions, type ListOptions } from './paging';
+import { duration, etag, flag, integer, leaseId, pathBytes, precondition, type Precondition } from './params';
+import { problem, ProblemError } from './problem';
+import { revisionNumber, v1KeyValue, type EtcdKeyValue } from './representation';
+import { badRequest, type V1Handler, type V1Request } from './router';
+
+export interface KvSettings {
+  hub: WatchHub;
+  maxBodyBytes: number;
+}
+
+/** Listings: a page has `LIST_DEFAULT_LIMIT` keys unless `limit` says otherwise, at most `LIST_MAX_LIMIT`. */
+export const LIST_DEFAULT_LIMIT = 1000;
+export const LIST_MAX_LIMIT = 10_000;
+/** A blocking read (`?wait`) answers 304 after `timeout`: 60 s unless given, at most 5 minutes. */
+export const WAIT_DEFAULT_MS = 60_000;
+export const WAIT_MAX_MS = 300_000;
+
+function headerRevision(header: ResponseHeader | undefined): number {
+  return revisionNumber(header?.revision);
+}
+
+/** The key of a request: the rest of the path after /v1/kv/, percent-decoded; never empty. */
+function keyOf(r: V1Request): Buffer {
+  const key = pathBytes(r.params.key, 'key');
+  if (key.length === 0) throw badRequest('path parameter key: the key is empty (put it after /v1/kv/; ?list with an empty prefix lists every key)');
+  return key;
+}
+
+/** The X-Etcd-… headers and ETag of a key-value, as a GET answers them. */
+function kvHeaders(kv: EtcdKeyValue, revision: number): Record<string, string> {
+  const headers: Record<string, string> = {
+    ETag: etag(kv.mod_revision ?? '0'),
+    'X-Etcd-Revision': String(revision),
+    'X-Etcd-Create-Revision': String(revisionNumber(kv.create_revision)),
+    'X-Etcd-Mod-Revision': String(revisionNumber(kv.mod_revision)),
+    'X-Etcd-Version': String(revisionNumber(kv.version)),
+    'Cache-Control': 'no-cache',
+  };
+  if (kv.lease && kv.lease !== '0') headers['X-Etcd-Lease'] = kv.lease;
+  return headers;
+}
+
+export function reply(r: V1Request, status: number, headers: Record<string, string>, body?: Buffer | string): void {
+  const bytes = body === undefined ? undefined : typeof body === 'string' ? Buffer.from(body) : body;
+  if (bytes) headers['Content-Length'] = String(bytes.length);
+  r.res.writeHead(status, headers);
+  if (bytes && r.req.method !== 'HEAD') r.res.end(bytes);
+  else r.res.end();
+}
+
+export function replyJson(r: V1Request, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  headers['Content-Type'] = 'application/json';
+  reply(r, status, headers, JSON.stringify(body));
+}
+
+function wantsJson(r: V1Request): boolean {
+  const accept = r.req.headers.accept;
+  return typeof accept === 'string' && /\bapplication\/json\b/i.test(accept);
+}
+
+/** Waits until a key or range has a change after `after` (true), or `timeoutMs` passes (false), on the
+ *  shared watch hub: one watch, no polling. A compacted `after` is a 410. */
+function changeAfter(r: V1Request, hub: WatchHub, range: { key: Buffer; range_end?: Buffer }, after: number, timeoutMs: number): Promise<boolean> {
+  r.guard?.(r.req, 'Watch_Watch', { create_request: range });
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const finish = (changed: boolean, err?: unknown): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      r.signal.removeEventListener('abort', gone);
+      connection.close();
+      if (err) reject(err);
+      else resolve(changed);
+    };
+    const gone = (): void => finish(false);
+    const timer = setTimeout(() => finish(false), timeoutMs);
+    r.signal.addEventListener('abort', gone);
+    const connection = hub.connect(
+      {
+        deliver(response) {
+          const compact = Number(response.compact_revision ?? 0);
+          if (compact > 0) {
+            return finish(
+              false,
+              new ProblemError(problem(410, `query parameter after: revision ${after} has been compacted (compacted up to ${compact})`, { compact_revision: compact })),
+            );
+          }
+          if (response.canceled) return finish(false, new ProblemError(problem(503, `the watch for ?wait was canceled: ${String(response.cancel_reason ?? '')}`)));
+          if (((response.events as unknown[] | undefined) ?? []).length > 0) finish(true);
+        },
+      },
+      r.metadata,
+    );
+    connection.request({ create_request: { ...range, start_revision: String(after + 1) } });
+  });
+}
+
+/** `?wait`: holds the request until there is a change after `after` (default: the current revision);
+ *  false when the timeout passed first (the caller answers 304). */
+async function waited(r: V1Request, hub: WatchHub, range: { key: Buffer; range_end?: Buffer }): Promise<boolean> {
+  if (!flag(r.query, 'wait')) {
+    for (const name of ['after', 'timeout']) if (r.query.has(name)) throw badRequest(`query parameter ${name}: only with ?wait`);
+    return true;
+  }
+  if (r.query.has('revision')) throw badRequest('query parameter revision: not with ?wait (a blocking read answers the current value)');
+  const timeoutMs = duration(r.query, 'timeout', WAIT_MAX_MS, WAIT_DEFAULT_MS);
+  let after = integer(r.query, 'after');
+  if (after === undefined) {
+    const now = await call<RangeResponse>(r, 'KV', 'Range', { key: range.key, count_only: true, serializable: true }, true);
+    after = headerRevision(now.header);
+  }
+  const changed = await changeAfter(r, hub, range, after, timeoutMs);
+  if (!changed && !r.signal.aborted) reply(r, 304, { 'Cache-Control': 'no-cache' });
+  return changed;
+}
+
+async function getKey(r: V1Request, s: KvSettings): Promise<void> {
+  const key = keyOf(r);
+  r.guard?.(r.req, 'KV_Range', { key });
+  for (const name of ['limit', 'keys_only', 'count_only', 'sort', 'continue']) if (r.query.has(name)) throw badRequest(`query parameter ${name}: only with ?list`);
+  if (!(await waited(r, s.hub, { key }))) return;
+  const revision = integer(r.query, 'revision', { min: 1 });
+  const serializable = flag(r.query, 'serializable');
+  const ifNoneMatch = precondition(r.req.headers['if-none-match'], 'If-None-Match');
+  let answer: RangeResponse;
+  try {
+    answer = await call<RangeResponse>(r, 'KV', 'Range', { key, revision: String(revision ?? 0), serializable }, true);
+  } catch (err) {
+    return readFailure(err, s.hub, r, 'revision', revision ?? 0);
+  }
+  const rev = headerRevision(answer.header);
+  const kv = answer.kvs?.[0];
+  if (!kv) {
+    throw new ProblemError(problem(404, 'key not found', { revision: rev }), { 'X-Etcd-Revision': String(rev) });
+  }
+  const headers = kvHeaders(kv, rev);
+  if (ifNoneMatch && (ifNoneMatch.any || ifNoneMatch.revision === String(kv.mod_revision))) return reply(r, 304, headers);
+  if (wantsJson(r)) return replyJson(r, 200, v1KeyValue(kv), headers);
+  const value = kv.value ?? Buffer.alloc(0);
+  headers['Content-Type'] = isUtf8(value) ? 'text/plain; charset=utf-8' : 'application/octet-stream';
+  reply(r, 200, headers, value);
+}
+
+async function list(r: V1Request, s: KvSettings): Promise<void> {
+  const prefix = pathBytes(r.params.key, 'key');
+  const full = prefixRange(prefix);
+  r.guard?.(r.req, 'KV_Range', full);
+  if (!(await waited(r, s.hub, full))) return;
+  const opts: ListOptions = listOptions(r.query);
+  const limit = integer(r.query, 'limit', { min: 1, max: LIST_MAX_LIMIT, fallback: LIST_DEFAULT_LIMIT }) ?? LIST_DEFAULT_LIMIT;
+  const token = r.query.get('continue');
+  let revision = integer(r.query, 'revision', { min: 1 }) ?? 0;
+  let range = full;
+  if (token !== null) {
+    const page = decodeToken(token, prefix, opts);
+    if (revision && revision !== page.revision) throw badRequest(`query parameter revision: ${revision} differs from the continue token's revision ${page.revision}`);
+    revision = page.revision;
+    range = page.range;
+  }
+  const request: GrpcMessage = {
+    ...range,
+    limit: String(opts.countOnly ? 0 : limit),
+    revision: String(revision),
+    serializable: opts.serializable,
+    keys_only: opts.keysOnly,
+    count_only: opts.countOnly,
+    sort_target: opts.sortTarget,
+    sort_order: opts.sortOrder,
+  };
+  let answer: RangeResponse;
+  try {
+    answer = await call<RangeResponse>(r, 'KV', 'Range', request, true);
+  } catch (err) {
+    const what = token === null ? 'revision' : 'continue';
+    return readFailure(err, s.hub, r, what, revision);
+  }
+  const rev = revision || headerRevision(answer.header);
+  const count = revisionNumber(answer.count);
+  const headers = { 'X-Etcd-Revision': String(rev), 'Cache-Control': 'no-cache' };
+  if (opts.countOnly) return replyJson(r, 200, { revision: rev, count }, headers);
+  const kvs = answer.kvs ?? [];
+  const more = answer.more === true;
+  const body: Record<string, unknown> = { revision: rev, count, more, kvs: kvs.map((kv) => v1KeyValue(kv, !opts.keysOnly)) };
+  if (more && opts.pageable) body.continue = encodeToken(prefix, opts, rev, kvs[kvs.length - 1].key);
+  replyJson(r, 200, body, headers);
+}
+
+/** The one txn of a write: `compare` decides, `success` is the write, `failure` reads the key's
+ *  current revision for the 412. Without a condition it still is one txn, whose compare (version = 0)
+ *  only tells a new key (201) from a replaced one (200). */
+async function writeTxn(r: V1Request, key: Buffer, cond: Precondition | 'absent' | undefined, write: GrpcMessage): Promise<{ created: boolean; answer: TxnResponse }> {
+  const compare: GrpcMessage[] = [];
+  if (cond === 'absent' || cond === undefined) compare.push({ key, target: 'Version', result: 'Equal', version: '0' });
+  else if (cond.any) compare.push({ key, target: 'Version', result: 'Greater', version: '0' });
+  else compare.push({ key, target: 'Mod', result: 'Equal', mod_revision: cond.revision });
+  const failure = cond === undefined ? [write] : [{ request_range: { key, keys_only: true } }];
+  const txn = { compare, success: [write], failure };
+  r.guard?.(r.req, 'KV_Txn', txn);
+  const answer = await call<TxnResponse>(r, 'KV', 'Txn', txn, false);
+  if (cond !== undefined && !answer.succeeded) {
+    const current = answer.responses?.[0]?.response_range?.kvs?.[0];
+    const rev = headerRevision(answer.header);
+    const extra: Record<string, unknown> = { code: 9, revision: rev };
+    let detail: string;
+    if (current) {
+      const mod = revisionNumber(current.mod_revision);
+      extra.mod_revision = mod;
+      detail = cond === 'absent' ? `If-None-Match: * but the key exists (its mod_revision is ${mod})` : `If-Match: the key was changed (its mod_revision is ${mod})`;
+    } else detail = 'If-Match: the key does not exist';
+    throw new ProblemError(problem(412, detail, extra), current ? { ETag: etag(current.mod_revision ?? '0') } : {});
+  }
+  return { created: cond === 'absent' || (cond === undefined && answer.succeeded === true), answer };
+}
+
+/** The precondition of a write from If-Match / If-None-Match; only `*` is meaningful in If-None-Match. */
+function writeCondition(r: V1Request): Precondition | 'absent' | undefined {
+  const ifMatch = precondition(r.req.headers['if-match'], 'If-Match');
+  const ifNoneMatch = precondition(r.req.headers['if-none-match'], 'If-None-Match');
+  if (ifMatch && ifNoneMatch) throw badRequest('headers If-Match and If-None-Match: send one of them, not both');
+  if (ifNoneMatch) {
+    if (!ifNoneMatch.any) throw badRequest('header If-None-Match: a write takes only * (create the key only when it does not exist)');
+    return 'absent';
+  }
+  return ifMatch;
+}
+
+async function putKey(r: V1Request, s: KvSettings): Promise<void> {
+  const key = keyOf(r);
+  const prev = flag(r.query, 'prev');
+  const cond = writeCondition(r);
+  if (r.query.has('ttl') && r.query.has('lease')) throw badRequest('query parameters ttl and lease: use one (ttl grants a new lease, lease attaches an existing one)');
+  const ttl = integer(r.query, 'ttl', { min: 1, max: 9_000_000_000 });
+  let lease = r.query.has('lease') ? leaseId(r.query.get('lease') ?? '', 'query parameter lease') : undefined;
+  if (prev) r.guard?.(r.req, 'KV_Range', { key });
+  const value = await readBody(r.req, s.maxBodyBytes);
+  let granted: string | undefined;
+  if (ttl !== undefined) {
+    r.guard?.(r.req, 'Lease_LeaseGrant', {});
+    // Refused writes never reach etcd's lease table: the write is checked for access first.
+    r.guard?.(r.req, 'KV_Put', { key });
+    const grant = await call<{ ID: string }>(r, 'Lease', 'LeaseGrant', { TTL: String(ttl) }, false);
+    granted = lease = grant.ID;
+  }
+  let result;
+  try {
+    result = await writeTxn(r, key, cond, { request_put: { key, value, lease: lease ?? '0', prev_kv: prev } });
+  } catch (err) {
+    // A key that was not written leaves no lease behind either.
+    if (granted) await call(r, 'Lease', 'LeaseRevoke', { ID: granted }, false).catch(() => undefined);
+    throw err;
+  }
+  const rev = headerRevision(result.answer.header);
+  const body: Record<string, unknown> = { revision: rev, mod_revision: rev };
+  if (lease) body.lease = lease;
+  if (granted) body.ttl = ttl;
+  const prevKv = result.answer.responses?.[0]?.response_put?.prev_kv;
+  if (prev && prevKv) body.prev = v1KeyValue(prevKv);
+  replyJson(r, result.created ? 201 : 200, body, { ETag: etag(rev), 'X-Etcd-Revision': String(rev) });
+}
+
+async function deleteKey(r: V1Request): Promise<void> {
+  const prev = flag(r.query, 'prev');
+  if (flag(r.query, 'prefix')) return deletePrefix(r, prev);
+  const key = keyOf(r);
+  const cond = writeCondition(r);
+  if (cond === 'absent') throw badRequest('header If-None-Match: not with DELETE (use If-Match)');
+  if (prev) r.guard?.(r.req, 'KV_Range', { key });
+  const del = { request_delete_range: { key, prev_kv: prev } };
+  let header: ResponseHeader | undefined;
+  let deleted: { deleted?: string; prev_kvs?: EtcdKeyValue[] } | undefined;
+  if (cond) {
+    const { answer } = await writeTxn(r, key, cond, del);
+    header = answer.header;
+    deleted = answer.responses?.[0]?.response_delete_range;
+  } else {
+    r.guard?.(r.req, 'KV_DeleteRange', { key });
+    const answer = await call<{ header?: ResponseHeader; deleted?: string; prev_kvs?: EtcdKeyValue[] }>(r, 'KV', 'DeleteRange', del.request_delete_range, false);
+    header = answer.header;
+    deleted = answer;
+  }
+  const rev = headerRevision(header);
+  if (revisionNumber(deleted?.deleted) === 0) throw new ProblemError(problem(404, 'key not found', { revision: rev }), { 'X-Etcd-Revision': String(rev) });
+  const headers = { 'X-Etcd-Revision': String(rev) };
+  const prevKv = deleted?.prev_kvs?.[0];
+  if (prev && prevKv) return replyJson(r, 200, { revision: rev, deleted: 1, prev: v1KeyValue(prevKv) }, headers);
+  reply(r, 204, headers);
+}
+
+async function deletePrefix(r: V1Request, prev: boolean): Promise<void> {
+  const prefix = pathBytes(r.params.key, 'key');
+  if (prefix.length === 0) throw badRequest('path parameter key: ?prefix with an empty prefix would delete every key; name a prefix');
+  if (r.req.headers['if-match'] !== undefined || r.req.headers['if-none-match'] !== undefined) {
+    throw badRequest('headers If-Match / If-None-Match: not with ?prefix (they name one key\'s revision)');
+  }
+  const request = { ...prefixRange(prefix), prev_kv: prev };
+  if (prev) r.guard?.(r.req, 'KV_Range', request);
+  r.guard?.(r.req, 'KV_DeleteRange', request);
+  const answer = await call<{ header?: ResponseHeader; deleted?: string; prev_kvs?: EtcdKeyValue[] }>(r, 'KV', 'DeleteRange', request, false);
+  const rev = headerRevision(answer.header);
+  const body: Record<string, unknown> = { revision: rev, deleted: revisionNumber(answer.deleted) };
+  if (prev) body.prev = (answer.prev_kvs ?? []).map((kv) => v1KeyValue(kv));
+  replyJson(r, 200, body, { 'X-Etcd-Revision': String(rev) });
+}
+
+export function kvHandlers(s: KvSettings): Record<string, V1Handler> {
+  return {
+    V1_KvGet: (r) => (flag(r.query, 'list') ? list(r, s) : getKey(r, s)),
+    V1_KvPut: (r) => putKey(r, s),
+    V1_KvDelete: (r) => deleteKey(r),
+  };
+}

@@ -1,0 +1,140 @@
+// The /v1/ route table follows openapi.yaml as the /v3/ one does: every operation under /v1/ is
+// served by the handler of its operationId. Paths are templates: a parameter at the end of a template
+// (`/v1/kv/{key}`) takes the whole rest of the path, slashes included, so any key is reachable; one in
+// the middle (`/v1/leases/{id}/keepalive`) takes one segment. Errors are RFC 9457 problems.
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type * as grpc from '@grpc/grpc-js';
+import type { Operation } from '../openapi';
+import { etcdMetadata, type Guard } from '../context';
+import { Hangup } from '../router';
+import type { EtcdClient } from '../../etcd/client';
+import { GatewayError, GrpcCode } from '../../errors';
+import { ProblemError, problem, problemFromError, sendProblem } from './problem';
+
+/** Where the /v1/ API lives; everything under it is this router's. */
+export const V1_PREFIX = '/v1/';
+
+/** What a /v1/ handler gets: the request, its path parameters (still percent-encoded) and query, and
+ *  the shared core (etcd, credentials, the client's lifetime, access control). */
+export interface V1Request {
+  req: IncomingMessage;
+  res: ServerResponse;
+  operationId: string;
+  params: Record<string, string>;
+  query: URLSearchParams;
+  etcd: EtcdClient;
+  metadata?: grpc.Metadata;
+  signal: Hangup;
+  guard?: Guard;
+}
+
+/** A /v1/ handler writes its own answer (raw bytes, JSON, 304...) and throws what the client is told. */
+export type V1Handler = (r: V1Request) => Promise<void>;
+
+interface Template {
+  pattern: RegExp;
+  names: string[];
+  byMethod: Map<string, { operationId: string; handler: V1Handler }>;
+}
+
+/** A matched request: its operation (for metrics and logs) and how to serve it. */
+export interface V1Match {
+  operationId: string;
+  serve(req: IncomingMessage, res: ServerResponse): void;
+}
+
+function compile(path: string): { pattern: RegExp; names: string[] } {
+  const names: string[] = [];
+  const parts = path.split(/(\{[^}]+\})/);
+  let source = '';
+  parts.forEach((part, i) => {
+    const param = /^\{([^}]+)\}$/.exec(part);
+    if (!param) return void (source += part.replace(/[.*+?^$()|[\]\\]/g, '\\$&'));
+    names.push(param[1]);
+    source += i === parts.length - 2 && parts[parts.length - 1] === '' ? '(.*)' : '([^/]+)';
+  });
+  return { pattern: new RegExp(`^${source}$`), names };
+}
+
+export class V1Router {
+  private readonly templates: Template[] = [];
+
+  constructor(
+    operations: Operation[],
+    handlers: Record<string, V1Handler>,
+    private readonly deps: { etcd: EtcdClient; guard?: Guard },
+  ) {
+    const byPath = new Map<string, Template>();
+    for (const op of operations) {
+      const handler = handlers[op.operationId];
+      if (!handler) throw new Error(`no handler for operation ${op.operationId}`);
+      let t = byPath.get(op.path);
+      if (!t) {
+        t = { ...compile(op.path), byMethod: new Map() };
+        byPath.set(op.path, t);
+        this.templates.push(t);
+      }
+      t.byMethod.set(op.method.toUpperCase(), { operationId: op.operationId, handler });
+    }
+    // A literal path (`/v1/leases`) wins over a template that could also match it.
+    this.templates.sort((a, b) => a.names.length - b.names.length);
+  }
+
+  /** The operation a request is for; undefined when no /v1/ path matches (404). A matching path with
+   *  another method is answered with 405 and the methods it has. */
+  match(method: string, path: string, search: string): V1Match {
+    for (const t of this.templates) {
+      const m = t.pattern.exec(path);
+      if (!m) continue;
+      const route = t.byMethod.get(method === 'HEAD' ? 'GET' : method);
+      if (!route) {
+        const allow = [...t.byMethod.keys()].join(', ');
+        return {
+          operationId: 'other',
+          serve: (_req, res) =>
+            sendProblem(res, problem(405, `method ${method} is not allowed on ${path}: use ${allow}`), { Allow: allow }),
+        };
+      }
+      const params: Record<string, string> = {};
+      t.names.forEach((name, i) => (params[name] = m[i + 1]));
+      return { operationId: route.operationId, serve: (req, res) => void this.serve(req, res, route, params, search) };
+    }
+    return { operationId: 'other', serve: (_req, res) => sendProblem(res, problem(404, `no such route: ${method} ${path}`)) };
+  }
+
+  private async serve(
+    req: IncomingMessage,
+    res: ServerResponse,
+    route: { operationId: string; handler: V1Handler },
+    params: Record<string, string>,
+    search: string,
+  ): Promise<void> {
+    const signal = new Hangup();
+    res.on('close', () => {
+      if (!res.writableFinished) signal.abort();
+    });
+    try {
+      const metadata = etcdMetadata(req.headers);
+      await route.handler({
+        req,
+        res,
+        operationId: route.operationId,
+        params,
+        query: new URLSearchParams(search),
+        etcd: this.deps.etcd,
+        metadata,
+        signal,
+        guard: this.deps.guard,
+      });
+    } catch (err) {
+      if (err instanceof ProblemError) sendProblem(res, err.problem, err.headers);
+      else sendProblem(res, problemFromError(err));
+    }
+  }
+}
+
+/** A client's mistake in a parameter or header: 400, naming it. */
+export function badRequest(detail: string): GatewayError {
+  return new GatewayError(GrpcCode.INVALID_ARGUMENT, detail);
+}
