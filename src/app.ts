@@ -33,6 +33,8 @@ import { accessGuard, type AccessPolicy } from './security/access';
 import { consoleRoutes } from './console';
 import { V1_PREFIX, V1Router, type V1Handler } from './api/v1/router';
 import { v1Handlers } from './api/v1/handlers';
+import { serveWatch } from './api/v1/watch';
+import { keyFromPath } from './api/v1/path';
 import { problemFromError, sendProblem } from './api/v1/problem';
 
 export interface StreamSettings {
@@ -41,6 +43,8 @@ export interface StreamSettings {
   maxWatchConnections: number;
   sendBufferBytes: number;
   pingIntervalMs: number;
+  /** Interval of the comment line that keeps an idle SSE watch open through proxies. */
+  watchHeartbeatMs: number;
 }
 
 export const DEFAULT_STREAM_SETTINGS: StreamSettings = {
@@ -49,6 +53,7 @@ export const DEFAULT_STREAM_SETTINGS: StreamSettings = {
   maxWatchConnections: 10_000,
   sendBufferBytes: 4 * 1024 * 1024,
   pingIntervalMs: 30_000,
+  watchHeartbeatMs: 15_000,
 };
 
 export interface AppOptions {
@@ -114,10 +119,18 @@ function querySearch(target: string): string {
 /** Every handler by operationId; a test checks it against the operations of openapi.yaml. */
 export function handlerTable(
   etcd: EtcdClient,
-  streams: { hub: WatchHub; keepalive: KeepAliveHub; spec: ApiSpec; limits: StreamLimits; maxBodyBytes: number; metrics: Metrics; guard?: Guard },
+  streams: { hub: WatchHub; keepalive: KeepAliveHub; spec: ApiSpec; limits: StreamLimits; maxBodyBytes: number; metrics: Metrics; guard?: Guard; watchHeartbeatMs?: number },
   lockWaitMs = 60_000,
 ): { unary: Record<string, UnaryHandler>; stream: Record<string, StreamRouteFactory>; http: Record<string, HttpHandler>; v1: Record<string, V1Handler> } {
   const { hub, keepalive, spec, limits, maxBodyBytes, metrics, guard } = streams;
+  const watchOptions = {
+    hub,
+    etcd,
+    guard,
+    maxConnections: limits.maxConnections,
+    sendBufferBytes: limits.sendBufferBytes,
+    heartbeatMs: streams.watchHeartbeatMs ?? DEFAULT_STREAM_SETTINGS.watchHeartbeatMs,
+  };
   const codec = (request: string, response: string): MessageCodec => new MessageCodec(spec, request, response);
   return {
     unary: { ...kvHandlers, ...leaseHandlers, ...clusterHandlers, ...maintenanceHandlers, ...authHandlers, ...lockHandlers(lockWaitMs) },
@@ -128,7 +141,10 @@ export function handlerTable(
       Election_Observe: (op) => serverStreamRoute(op, etcd, 'Election', 'Observe', codec('LeaderRequest', 'LeaderResponse'), maxBodyBytes, guard),
     },
     http: gatewayHandlers(etcd, hub, metrics),
-    v1: v1Handlers({ hub, keepalive, maxBodyBytes, lockWaitMs }),
+    v1: {
+      ...v1Handlers({ hub, keepalive, maxBodyBytes, lockWaitMs }),
+      V1_Watch: (r) => serveWatch(r.req, r.res, keyFromPath(r.params.key), watchOptions),
+    },
   };
 }
 
@@ -141,7 +157,11 @@ export function buildGateway(opts: AppOptions): Gateway {
   const metrics = new Metrics({ hub, keepalive });
   opts.etcd.observer = (service, method, code, seconds) => metrics.etcdCall(service, method, code, seconds);
   const guard = opts.access ? accessGuard(opts.access) : undefined;
-  const handlers = handlerTable(opts.etcd, { hub, keepalive, spec, limits, maxBodyBytes: opts.maxBodyBytes, metrics, guard }, opts.lockWaitMs);
+  const handlers = handlerTable(
+    opts.etcd,
+    { hub, keepalive, spec, limits, maxBodyBytes: opts.maxBodyBytes, metrics, guard, watchHeartbeatMs: streams.watchHeartbeatMs },
+    opts.lockWaitMs,
+  );
   const log = opts.logger ?? pino({ level: 'silent' });
   const logRequests = log.isLevelEnabled('info');
   const app = express();
@@ -266,7 +286,14 @@ export function buildGateway(opts: AppOptions): Gateway {
     // Before any route, so that every answer gets its CORS headers and no API request escapes the limit.
     if (corsCheck?.(req, res, v1Match !== undefined)) return;
     if (apiPath !== undefined) serveApi(req, res, apiPath);
-    else if (v1Match) serveV1(req, res, v1Match.serve);
+    else if (v1Match) {
+      // Watch streams end at shutdown, like the /v3/ ones.
+      if (v1Match.operationId === 'V1_Watch') {
+        openStreams.add(res);
+        res.once('close', () => openStreams.delete(res));
+      }
+      serveV1(req, res, v1Match.serve);
+    }
     else app(req, res);
   };
 

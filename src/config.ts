@@ -42,6 +42,8 @@ export interface Config {
   maxWatchConnections: number;
   sendBufferBytes: number;
   pingIntervalMs: number;
+  /** Interval of the heartbeat comment on an SSE watch (ms). */
+  watchHeartbeatMs: number;
   /** HTTPS and WSS: PEM certificate (chain) and private key files, both or neither; empty: plain HTTP. */
   tlsCertFile: string;
   tlsKeyFile: string;
@@ -90,6 +92,7 @@ const SETTINGS = {
   maxWatchConnections: { flag: 'max-watch-connections', env: 'MAX_WATCH_CONNECTIONS', default: '10000', help: 'open watch streams and WebSockets, in all' },
   sendBufferBytes: { flag: 'send-buffer-bytes', env: 'SEND_BUFFER_BYTES', default: '4194304', help: 'bytes waiting to be sent to one client before it is cut off as too slow' },
   pingIntervalMs: { flag: 'ws-ping-interval-ms', env: 'WS_PING_INTERVAL_MS', default: '30000', help: 'WebSocket ping interval; a peer silent for two intervals is dropped' },
+  watchHeartbeatMs: { flag: 'watch-heartbeat-ms', env: 'WATCH_HEARTBEAT_MS', default: '15000', help: 'interval of the heartbeat comment on a Server-Sent Events watch, so proxies keep it open' },
   tlsCertFile: { flag: 'tls-cert-file', env: 'TLS_CERT_FILE', default: '', help: 'PEM certificate (chain) to serve HTTPS and WSS with; needs TLS_KEY_FILE; unset: plain HTTP' },
   tlsKeyFile: { flag: 'tls-key-file', env: 'TLS_KEY_FILE', default: '', help: 'PEM private key of TLS_CERT_FILE' },
   tlsClientCaFile: { flag: 'tls-client-ca-file', env: 'TLS_CLIENT_CA_FILE', default: '', help: 'PEM CA certificates: require client certificates they signed (mutual TLS)' },
@@ -211,6 +214,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | 'he
     maxWatchConnections: integer('MAX_WATCH_CONNECTIONS', get(SETTINGS.maxWatchConnections), 1, 10_000_000),
     sendBufferBytes: integer('SEND_BUFFER_BYTES', get(SETTINGS.sendBufferBytes), 1024, 1 << 30),
     pingIntervalMs: integer('WS_PING_INTERVAL_MS', get(SETTINGS.pingIntervalMs), 100, 3_600_000),
+    watchHeartbeatMs: integer('WATCH_HEARTBEAT_MS', get(SETTINGS.watchHeartbeatMs), 100, 3_600_000),
     // Files are read, and the pairs checked, by main.ts before anything starts (errors name the setting).
     tlsCertFile: get(SETTINGS.tlsCertFile),
     tlsKeyFile: get(SETTINGS.tlsKeyFile),

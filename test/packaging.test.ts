@@ -286,6 +286,7 @@ describe('helm chart', () => {
       'REQUEST_READ_TIMEOUT_MS',
       'REQUEST_TIMEOUT_MS',
       'UI',
+      'WATCH_HEARTBEAT_MS',
       'WORKERS',
     ]);
     // Each is a setting the gateway reads.
