@@ -43,7 +43,8 @@ async function seed(gw: GatewayFixture, keys: string[], value: (k: string) => st
 async function openKeys(cp: ConsolePage, prefix: string): Promise<void> {
   await cp.page.getByLabel('Prefix', { exact: true }).fill(prefix);
   await cp.page.getByRole('button', { name: 'Open', exact: true }).click();
-  await cp.page.getByRole('tree').waitFor();
+  // The tree of that prefix, or the word that it has no keys.
+  await cp.page.getByRole('tree', { name: `Keys under “${prefix}”` }).or(cp.page.getByText('No keys under this prefix.')).waitFor();
 }
 
 function treeItem(page: Page, label: string) {
@@ -204,7 +205,7 @@ describe('web console', () => {
     assert.equal(await page.getByLabel('Your value').textContent(), '{\n  "replicas": 4\n}');
     const diff = (await page.locator('figure.diff pre').textContent()) ?? '';
     assert.match(diff, /− \{"replicas":5,"by":"someone else"\}/);
-    assert.match(diff, /\+ {2}"replicas": 4/);
+    assert.match(diff, /\+ {3}"replicas": 4/);
     assert.deepEqual(await get(gw, 'app/edit.json'), { value: '{"replicas":5,"by":"someone else"}', version: 2 }, 'the failed save wrote nothing');
     await assertAccessible(page, 'conflict view');
     await screenshot(page, 'console-conflict');
@@ -256,11 +257,12 @@ describe('web console', () => {
     const { page } = cp;
     await openKeys(cp, 'ttl/');
     await page.getByRole('button', { name: 'New key…' }).click();
-    await page.getByLabel('Key', { exact: true }).fill('ttl/session');
-    await page.getByLabel('Value', { exact: true }).fill('short-lived');
-    await page.getByLabel(/TTL in seconds/).fill('6');
+    const dialog = page.getByRole('dialog', { name: 'New key' });
+    await dialog.getByLabel('Key', { exact: true }).fill('ttl/session');
+    await dialog.getByLabel('Value', { exact: true }).fill('short-lived');
+    await dialog.getByLabel(/TTL in seconds/).fill('6');
     await assertAccessible(page, 'new key dialog');
-    await page.getByRole('button', { name: 'Create' }).click();
+    await dialog.getByRole('button', { name: 'Create' }).click();
     await page.getByRole('heading', { name: 'ttl/session' }).waitFor();
     const ttl = page.locator('.detail .ttl');
     await ttl.waitFor();

@@ -208,7 +208,7 @@ export function KeysView(props: { report: Report }) {
         </div>
       </section>
 
-      <section class="content" aria-label="Key">
+      <section class="content" aria-label="Selected key">
         {selected !== undefined && selectedBytes ? (
           <KeyDetail key={selected} name={selected} bytes={selectedBytes} liveEvent={liveEvent} report={report} onDeleted={() => setSelected(undefined)} />
         ) : (
