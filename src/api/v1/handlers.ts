@@ -4,6 +4,8 @@
 import type { KeepAliveHub } from '../../streams/keepalive';
 import type { WatchHub } from '../../streams/watch-hub';
 import { kvHandlers } from './kv';
+import { leaseHandlers } from './leases';
+import { lockHandlers } from './locks';
 import type { V1Handler } from './router';
 
 export interface V1Settings {
@@ -15,5 +17,5 @@ export interface V1Settings {
 }
 
 export function v1Handlers(s: V1Settings): Record<string, V1Handler> {
-  return { ...kvHandlers(s) };
+  return { ...kvHandlers(s), ...leaseHandlers(s), ...lockHandlers(s) };
 }

@@ -11,7 +11,8 @@ import { decodeToken, encodeToken, listOptions, type ListOptions } from './pagin
 import { duration, etag, flag, integer, leaseId, pathBytes, precondition, type Precondition } from './params';
 import { problem, ProblemError } from './problem';
 import { revisionNumber, v1KeyValue, type EtcdKeyValue } from './representation';
-import { badRequest, type V1Handler, type V1Request } from './router';
+import { badRequest, reply, replyJson, type V1Handler, type V1Request } from './router';
+import { grant, revokeQuietly } from './leases';
 
 export interface KvSettings {
   hub: WatchHub;
@@ -48,19 +49,6 @@ function kvHeaders(kv: EtcdKeyValue, revision: number): Record<string, string> {
   };
   if (kv.lease && kv.lease !== '0') headers['X-Etcd-Lease'] = kv.lease;
   return headers;
-}
-
-export function reply(r: V1Request, status: number, headers: Record<string, string>, body?: Buffer | string): void {
-  const bytes = body === undefined ? undefined : typeof body === 'string' ? Buffer.from(body) : body;
-  if (bytes) headers['Content-Length'] = String(bytes.length);
-  r.res.writeHead(status, headers);
-  if (bytes && r.req.method !== 'HEAD') r.res.end(bytes);
-  else r.res.end();
-}
-
-export function replyJson(r: V1Request, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  headers['Content-Type'] = 'application/json';
-  reply(r, status, headers, JSON.stringify(body));
 }
 
 function wantsJson(r: V1Request): boolean {
@@ -246,18 +234,16 @@ async function putKey(r: V1Request, s: KvSettings): Promise<void> {
   const value = await readBody(r.req, s.maxBodyBytes);
   let granted: string | undefined;
   if (ttl !== undefined) {
-    r.guard?.(r.req, 'Lease_LeaseGrant', {});
     // Refused writes never reach etcd's lease table: the write is checked for access first.
     r.guard?.(r.req, 'KV_Put', { key });
-    const grant = await call<{ ID: string }>(r, 'Lease', 'LeaseGrant', { TTL: String(ttl) }, false);
-    granted = lease = grant.ID;
+    granted = lease = (await grant(r, ttl)).id;
   }
   let result;
   try {
     result = await writeTxn(r, key, cond, { request_put: { key, value, lease: lease ?? '0', prev_kv: prev } });
   } catch (err) {
     // A key that was not written leaves no lease behind either.
-    if (granted) await call(r, 'Lease', 'LeaseRevoke', { ID: granted }, false).catch(() => undefined);
+    if (granted) await revokeQuietly(r, granted);
     throw err;
   }
   const rev = headerRevision(result.answer.header);

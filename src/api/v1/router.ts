@@ -23,6 +23,8 @@ export interface V1Request {
   operationId: string;
   params: Record<string, string>;
   query: URLSearchParams;
+  /** The query as sent (percent-encoded), for parameters that are bytes. */
+  search: string;
   etcd: EtcdClient;
   metadata?: grpc.Metadata;
   signal: Hangup;
@@ -33,6 +35,7 @@ export interface V1Request {
 export type V1Handler = (r: V1Request) => Promise<void>;
 
 interface Template {
+  path: string;
   pattern: RegExp;
   names: string[];
   byMethod: Map<string, { operationId: string; handler: V1Handler }>;
@@ -71,14 +74,16 @@ export class V1Router {
       if (!handler) throw new Error(`no handler for operation ${op.operationId}`);
       let t = byPath.get(op.path);
       if (!t) {
-        t = { ...compile(op.path), byMethod: new Map() };
+        t = { path: op.path, ...compile(op.path), byMethod: new Map() };
         byPath.set(op.path, t);
         this.templates.push(t);
       }
       t.byMethod.set(op.method.toUpperCase(), { operationId: op.operationId, handler });
     }
-    // A literal path (`/v1/leases`) wins over a template that could also match it.
-    this.templates.sort((a, b) => a.names.length - b.names.length);
+    // The template with more literal text is tried first: `/v1/leases/{id}/keepalive` before
+    // `/v1/leases/{id}`, whose trailing parameter would also match it.
+    const literal = (t: Template): number => t.path.replace(/\{[^}]+\}/g, '').length;
+    this.templates.sort((a, b) => literal(b) - literal(a));
   }
 
   /** The operation a request is for; undefined when no /v1/ path matches (404). A matching path with
@@ -122,6 +127,7 @@ export class V1Router {
         operationId: route.operationId,
         params,
         query: new URLSearchParams(search),
+        search,
         etcd: this.deps.etcd,
         metadata,
         signal,
@@ -137,4 +143,18 @@ export class V1Router {
 /** A client's mistake in a parameter or header: 400, naming it. */
 export function badRequest(detail: string): GatewayError {
   return new GatewayError(GrpcCode.INVALID_ARGUMENT, detail);
+}
+
+/** Writes a whole answer; a HEAD gets the headers only. */
+export function reply(r: V1Request, status: number, headers: Record<string, string>, body?: Buffer | string): void {
+  const bytes = body === undefined ? undefined : typeof body === 'string' ? Buffer.from(body) : body;
+  if (bytes) headers['Content-Length'] = String(bytes.length);
+  r.res.writeHead(status, headers);
+  if (bytes && r.req.method !== 'HEAD') r.res.end(bytes);
+  else r.res.end();
+}
+
+export function replyJson(r: V1Request, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  headers['Content-Type'] = 'application/json';
+  reply(r, status, headers, JSON.stringify(body));
 }
