@@ -97,7 +97,9 @@ export function KeyDetail(props: { name: string; bytes: Bytes; liveEvent?: Watch
     } catch (e) {
       if (e instanceof ApiError && e.status === 412) {
         // Someone wrote (or deleted) the key since it was read: show both, lose neither.
-        setConflict({ theirs: await getKey(bytes), mine });
+        const theirs = await getKey(bytes);
+        setKv(theirs);
+        setConflict({ theirs, mine });
         setDraft(undefined);
       } else report(e);
     } finally {
@@ -175,7 +177,7 @@ export function KeyDetail(props: { name: string; bytes: Bytes; liveEvent?: Watch
               ))}
             </fieldset>
             <div class="actions">
-              <button type="button" disabled={text === undefined} title={text === undefined ? 'Binary values cannot be edited as text' : undefined} onClick={() => setDraft(mode === 'json' ? render(value, 'json') : text)}>
+              <button type="button" disabled={text === undefined} title={text === undefined ? 'Binary values cannot be edited as text' : undefined} onClick={() => setDraft(text)}>
                 Edit
               </button>
               <button type="button" aria-expanded={historyOpen} onClick={() => setHistoryOpen(!historyOpen)}>
@@ -213,6 +215,7 @@ function ConflictView(props: { conflict: Conflict; name: string; busy: boolean; 
   const { theirs, mine } = props.conflict;
   const theirText = theirs ? (textOf(valueBytes(theirs)) ?? render(valueBytes(theirs), 'hex')) : '';
   const theirLabel = theirs ? `theirs (revision ${theirs.mod_revision})` : 'theirs (deleted)';
+
   return (
     <section class="conflict" aria-labelledby="conflict-title">
       <div role="alert">

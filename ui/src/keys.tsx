@@ -98,8 +98,9 @@ export function KeysView(props: { report: Report }) {
     })()
       .catch((e: unknown) => {
         if (!live) return;
+        // A refusal is shown where the tree would be; anything else on the message line.
         if (e instanceof ApiError && (e.status === 401 || e.status === 403)) setRefused(messageOf(e));
-        report(e);
+        else report(e);
       })
       .finally(() => live && setLoading(false));
     return () => {
@@ -184,7 +185,7 @@ export function KeysView(props: { report: Report }) {
           <input id="filter-input" type="search" value={filter} onInput={(e) => setFilter((e.target as HTMLInputElement).value)} placeholder="part of a key" />
         </div>
         <p class="status" aria-live="polite">
-          {loading ? 'Loading…' : listing ? `${listing.names.length.toLocaleString()} keys loaded at revision ${listing.revision}${listing.more ? ', more to load' : ''}` : ''}
+          {loading ? 'Loading…' : listing ? `${listing.names.length.toLocaleString()} ${listing.names.length === 1 ? 'key' : 'keys'} loaded at revision ${listing.revision}${listing.more ? ', more to load' : ''}` : ''}
           {watchState && <span class={`watch ${watchState === 'live' ? 'on' : 'off'}`}> · watch: {watchState}</span>}
         </p>
         {refused && (
@@ -217,7 +218,7 @@ export function KeysView(props: { report: Report }) {
       </section>
 
       <section class="events" aria-labelledby="events-title">
-        <h2 id="events-title">Live events under “{prefix}”</h2>
+        <h2 id="events-title">Live events {prefix ? `under “${prefix}”` : "on every key"}</h2>
         <div role="log" aria-live="off">
           <ol>
             {log.map((e) => (

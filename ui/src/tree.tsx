@@ -2,7 +2,7 @@
 // the WAI-ARIA tree pattern: one tab stop, arrows move and open/close, Home/End, Enter opens a key.
 // Only the rows of open folders are rendered, so a folder with thousands of keys costs nothing closed.
 
-import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
+import { useLayoutEffect, useMemo, useRef, useState } from 'preact/hooks';
 
 interface Node {
   /** The label: the part of the key between two separators (folders end with the separator). */
@@ -108,8 +108,8 @@ export function KeyTree(props: TreeProps) {
   const focusIndex = Math.max(0, rows.findIndex((r) => rowId(r.node) === focused));
   const current = rows[focusIndex];
 
-  // Focus follows the arrow keys; clicks and re-renders do not steal it.
-  useEffect(() => {
+  // Focus follows the arrow keys as soon as the rows are rendered; clicks and re-renders do not steal it.
+  useLayoutEffect(() => {
     if (!moved.current) return;
     moved.current = false;
     (list.current?.children[focusIndex] as HTMLElement | undefined)?.focus();

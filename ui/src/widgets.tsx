@@ -4,7 +4,7 @@
 import type { ComponentChildren } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { ApiError } from './api';
-import { diffLines } from './format';
+import { diffLines, parseJson } from './format';
 
 /** What the views tell the person: an error (with the gateway's own message) or a confirmation. */
 export type Report = (what: unknown, kind?: 'error' | 'info') => void;
@@ -53,14 +53,19 @@ export function Dialog(props: { title: string; open: boolean; onClose(): void; c
   );
 }
 
-/** `older` against `newer`, line by line: removed lines marked −, added ones +. */
+/** `older` against `newer`, line by line: removed lines marked −, added ones +. Two JSON documents are
+ *  compared as formatted JSON, so a change of layout is not a change of every line. */
 export function DiffView(props: { older: string; newer: string; olderLabel: string; newerLabel: string }) {
-  const lines = diffLines(props.older, props.newer);
+  const a = parseJson(props.older);
+  const b = parseJson(props.newer);
+  const asJson = a.ok && b.ok;
+  const lines = asJson ? diffLines(JSON.stringify(a.value, null, 2), JSON.stringify(b.value, null, 2)) : diffLines(props.older, props.newer);
   const same = lines.every((l) => l.op === ' ');
   return (
     <figure class="diff">
       <figcaption>
         <span class="del-mark">− {props.olderLabel}</span> <span class="ins-mark">+ {props.newerLabel}</span>
+        {asJson && ' (as formatted JSON)'}
         {same && ' (identical)'}
       </figcaption>
       <pre tabIndex={0} aria-label={`Differences between ${props.olderLabel} and ${props.newerLabel}`}>
