@@ -26,6 +26,8 @@ export interface Operation {
   stream?: string;
   /** Further paths etcd serves the same operation at (`x-aliases`). */
   aliases: string[];
+  /** The query parameters it takes (the /v1/ API refuses others). */
+  queryParameters: string[];
 }
 
 const DOC_ID = 'openapi.json';
@@ -107,6 +109,9 @@ export class ApiSpec {
           responseSchema: componentName((ok['application/json']?.schema as Schema | undefined)?.$ref),
           stream: typeof op['x-stream'] === 'string' ? op['x-stream'] : undefined,
           aliases: Array.isArray(op['x-aliases']) ? (op['x-aliases'] as string[]) : [],
+          queryParameters: [...((item.parameters as Schema[] | undefined) ?? []), ...((op.parameters as Schema[] | undefined) ?? [])]
+            .filter((p) => p.in === 'query')
+            .map((p) => String(p.name)),
         });
       }
     }

@@ -9,6 +9,7 @@ import { ApiSpec } from '../../src/api/openapi';
 import { EtcdClient } from '../../src/etcd/client';
 import type { AccessPolicy } from '../../src/security/access';
 import { startTestEtcd, type TestEtcd } from '../harness/etcd';
+import type { Logger } from 'pino';
 
 export interface Answer {
   status: number;
@@ -81,6 +82,7 @@ export async function startGateway(
     maxHeaderBytes?: number;
     streams?: Partial<StreamSettings>;
     ui?: boolean;
+    logger?: Logger;
   } = {},
 ): Promise<GatewayFixture> {
   const etcd = opts.etcd ?? (await startTestEtcd());
@@ -93,6 +95,7 @@ export async function startGateway(
     rateLimit: opts.rateLimit,
     access: opts.access,
     maxConnections: opts.maxConnections,
+    logger: opts.logger,
     streams: { ...DEFAULT_STREAM_SETTINGS, ...opts.streams },
     spec: spec(),
     ui: opts.ui,

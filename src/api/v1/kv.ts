@@ -184,19 +184,29 @@ async function list(r: V1Request, s: KvSettings): Promise<void> {
   replyJson(r, 200, body, headers);
 }
 
+type TxnResult = NonNullable<TxnResponse['responses']>[number];
+
 /** The one txn of a write: `compare` decides, `success` is the write, `failure` reads the key's
- *  current revision for the 412. Without a condition it still is one txn, whose compare (version = 0)
- *  only tells a new key (201) from a replaced one (200). */
-async function writeTxn(r: V1Request, key: Buffer, cond: Precondition | 'absent' | undefined, write: GrpcMessage): Promise<{ created: boolean; answer: TxnResponse }> {
-  const compare: GrpcMessage[] = [];
-  if (cond === 'absent' || cond === undefined) compare.push({ key, target: 'Version', result: 'Equal', version: '0' });
-  else if (cond.any) compare.push({ key, target: 'Version', result: 'Greater', version: '0' });
-  else compare.push({ key, target: 'Mod', result: 'Equal', mod_revision: cond.revision });
-  const failure = cond === undefined ? [write] : [{ request_range: { key, keys_only: true } }];
-  const txn = { compare, success: [write], failure };
+ *  current revision for the 412. Without a condition it is still one txn, whose first op counts the
+ *  key before the write, to tell a new key (201) from a replaced one (200) without sending the value
+ *  twice or reading the old one back. */
+async function writeTxn(r: V1Request, key: Buffer, cond: Precondition | 'absent' | undefined, write: GrpcMessage): Promise<{ created: boolean; answer: TxnResponse; result?: TxnResult }> {
+  if (cond === undefined) {
+    const txn = { compare: [], success: [{ request_range: { key, count_only: true } }, write], failure: [] };
+    // The count only tells 201 from 200: a write-only client may write, as with /v3/kv/put.
+    r.guard?.(r.req, write.request_put ? 'KV_Put' : 'KV_DeleteRange', { key });
+    const answer = await call<TxnResponse>(r, 'KV', 'Txn', txn, false);
+    const before = revisionNumber(answer.responses?.[0]?.response_range?.count);
+    return { created: before === 0, answer, result: answer.responses?.[1] };
+  }
+  let compare: GrpcMessage;
+  if (cond === 'absent') compare = { key, target: 'Version', result: 'Equal', version: '0' };
+  else if (cond.any) compare = { key, target: 'Version', result: 'Greater', version: '0' };
+  else compare = { key, target: 'Mod', result: 'Equal', mod_revision: cond.revision };
+  const txn = { compare: [compare], success: [write], failure: [{ request_range: { key, keys_only: true } }] };
   r.guard?.(r.req, 'KV_Txn', txn);
   const answer = await call<TxnResponse>(r, 'KV', 'Txn', txn, false);
-  if (cond !== undefined && !answer.succeeded) {
+  if (!answer.succeeded) {
     const current = answer.responses?.[0]?.response_range?.kvs?.[0];
     const rev = headerRevision(answer.header);
     const extra: Record<string, unknown> = { code: 9, revision: rev };
@@ -208,7 +218,7 @@ async function writeTxn(r: V1Request, key: Buffer, cond: Precondition | 'absent'
     } else detail = 'If-Match: the key does not exist';
     throw new ProblemError(problem(412, detail, extra), current ? { ETag: etag(current.mod_revision ?? '0') } : {});
   }
-  return { created: cond === 'absent' || (cond === undefined && answer.succeeded === true), answer };
+  return { created: cond === 'absent', answer, result: answer.responses?.[0] };
 }
 
 /** The precondition of a write from If-Match / If-None-Match; only `*` is meaningful in If-None-Match. */
@@ -250,7 +260,7 @@ async function putKey(r: V1Request, s: KvSettings): Promise<void> {
   const body: Record<string, unknown> = { revision: rev, mod_revision: rev };
   if (lease) body.lease = lease;
   if (granted) body.ttl = ttl;
-  const prevKv = result.answer.responses?.[0]?.response_put?.prev_kv;
+  const prevKv = result.result?.response_put?.prev_kv;
   if (prev && prevKv) body.prev = v1KeyValue(prevKv);
   replyJson(r, result.created ? 201 : 200, body, { ETag: etag(rev), 'X-Etcd-Revision': String(rev) });
 }
@@ -266,9 +276,9 @@ async function deleteKey(r: V1Request): Promise<void> {
   let header: ResponseHeader | undefined;
   let deleted: { deleted?: string; prev_kvs?: EtcdKeyValue[] } | undefined;
   if (cond) {
-    const { answer } = await writeTxn(r, key, cond, del);
+    const { answer, result } = await writeTxn(r, key, cond, del);
     header = answer.header;
-    deleted = answer.responses?.[0]?.response_delete_range;
+    deleted = result?.response_delete_range;
   } else {
     r.guard?.(r.req, 'KV_DeleteRange', { key });
     const answer = await call<{ header?: ResponseHeader; deleted?: string; prev_kvs?: EtcdKeyValue[] }>(r, 'KV', 'DeleteRange', del.request_delete_range, false);

@@ -12,6 +12,8 @@ import type { EtcdClient } from '../../etcd/client';
 import { GatewayError, GrpcCode } from '../../errors';
 import { ProblemError, problem, problemFromError, sendProblem } from './problem';
 
+const ETCD_TOO_LARGE = 'etcdserver: request is too large';
+
 /** Where the /v1/ API lives; everything under it is this router's. */
 export const V1_PREFIX = '/v1/';
 
@@ -38,7 +40,14 @@ interface Template {
   path: string;
   pattern: RegExp;
   names: string[];
-  byMethod: Map<string, { operationId: string; handler: V1Handler }>;
+  byMethod: Map<string, Route>;
+}
+
+interface Route {
+  operationId: string;
+  handler: V1Handler;
+  /** The query parameters openapi.yaml lists for the operation: any other is a 400. */
+  known: Set<string>;
 }
 
 /** A matched request: its operation (for metrics and logs) and how to serve it. */
@@ -78,7 +87,7 @@ export class V1Router {
         byPath.set(op.path, t);
         this.templates.push(t);
       }
-      t.byMethod.set(op.method.toUpperCase(), { operationId: op.operationId, handler });
+      t.byMethod.set(op.method.toUpperCase(), { operationId: op.operationId, handler, known: new Set(op.queryParameters) });
     }
     // The template with more literal text is tried first: `/v1/leases/{id}/keepalive` before
     // `/v1/leases/{id}`, whose trailing parameter would also match it.
@@ -111,7 +120,7 @@ export class V1Router {
   private async serve(
     req: IncomingMessage,
     res: ServerResponse,
-    route: { operationId: string; handler: V1Handler },
+    route: Route,
     params: Record<string, string>,
     search: string,
   ): Promise<void> {
@@ -121,12 +130,16 @@ export class V1Router {
     });
     try {
       const metadata = etcdMetadata(req.headers);
+      const query = new URLSearchParams(search);
+      for (const name of query.keys()) {
+        if (!route.known.has(name)) throw badRequest(`query parameter ${JSON.stringify(name.slice(0, 40))}: unknown for ${route.operationId} (it takes ${[...route.known].join(', ') || 'none'})`);
+      }
       await route.handler({
         req,
         res,
         operationId: route.operationId,
         params,
-        query: new URLSearchParams(search),
+        query,
         search,
         etcd: this.deps.etcd,
         metadata,
@@ -135,7 +148,10 @@ export class V1Router {
       });
     } catch (err) {
       if (err instanceof ProblemError) sendProblem(res, err.problem, err.headers);
-      else sendProblem(res, problemFromError(err));
+      else if (err instanceof GatewayError && err.code === GrpcCode.RESOURCE_EXHAUSTED && err.message === ETCD_TOO_LARGE) {
+        // etcd's --max-request-bytes, not a rate: the request is too large, not too frequent.
+        sendProblem(res, problem(413, `${err.message}: etcd refuses requests over its --max-request-bytes`, { code: err.code }));
+      } else sendProblem(res, problemFromError(err));
     }
   }
 }
