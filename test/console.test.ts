@@ -440,3 +440,55 @@ describe('web console: who am I, and a token limited to another prefix', () => {
     await page.context().close();
   });
 });
+
+describe('web console: signed in as an etcd user', () => {
+  let gw: GatewayFixture;
+  let browser: Browser;
+  before(async () => {
+    [gw, browser] = await Promise.all([startGateway(), launchBrowser()]);
+    const steps: Array<[string, object]> = [
+      ['/v3/kv/put', { key: b64('pub/notice'), value: b64('open to readers') }],
+      ['/v3/kv/put', { key: b64('secret/key'), value: b64('root only') }],
+      ['/v3/auth/user/add', { name: 'root', password: 'rootpw' }],
+      ['/v3/auth/role/add', { name: 'root' }],
+      ['/v3/auth/user/grant', { user: 'root', role: 'root' }],
+      ['/v3/auth/user/add', { name: 'alice', password: 'alicepw' }],
+      ['/v3/auth/role/add', { name: 'reader' }],
+      ['/v3/auth/role/grant', { name: 'reader', perm: { permType: 'READ', key: b64('pub/'), range_end: b64('pub0') } }],
+      ['/v3/auth/user/grant', { user: 'alice', role: 'reader' }],
+      ['/v3/auth/enable', {}],
+    ];
+    for (const [p, body] of steps) {
+      const answer = await gw.post(p, body);
+      assert.equal(answer.status, 200, `${p}: ${answer.text}`);
+    }
+  });
+  after(async () => {
+    await browser?.close();
+    await gw?.close();
+  });
+
+  it('signs in through /v3/auth/authenticate and reads with that user’s permissions', async () => {
+    const cp = await openPage(browser, `${gw.url}/ui/`);
+    const { page } = cp;
+    await page.getByRole('button', { name: 'Who am I' }).click();
+    await page.getByLabel('User name').fill('alice');
+    await page.getByLabel('Password').fill('wrong');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByText(/authentication failed, invalid user ID or password/).waitFor();
+    await page.getByLabel('Password').fill('alicepw');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.locator('header .who').getByText('etcd user alice').waitFor();
+    assert.equal(await page.evaluate('sessionStorage.getItem("etcd-console.etcd-user")'), 'alice');
+
+    await page.getByRole('button', { name: 'Keys' }).click();
+    await openKeys(cp, 'pub/');
+    await treeItem(page, 'notice').click();
+    assert.equal(await page.getByLabel(/Value of pub\/notice/).textContent(), 'open to readers');
+    await page.getByLabel('Prefix', { exact: true }).fill('secret/');
+    await page.getByRole('button', { name: 'Open', exact: true }).click();
+    await page.getByText(/The gateway refused this listing: 403: .*permission denied/).waitFor();
+    assert.deepEqual(cp.problems, []);
+    await page.context().close();
+  });
+});
