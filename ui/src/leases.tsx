@@ -5,6 +5,8 @@ import { getLease, keepLeaseAlive, listLeases, revokeLease, type Lease } from '.
 import { secondsLeft, useNow, type Report } from './widgets';
 
 const REFRESH_MS = 10_000;
+/** Leases read in detail per refresh (one request each); the rest are counted, not shown. */
+const SHOWN = 100;
 
 interface Shown extends Lease {
   readAt: number;
@@ -15,11 +17,13 @@ export function LeasesView(props: { report: Report }) {
   const now = useNow();
   const [leases, setLeases] = useState<Shown[] | undefined>();
   const [refused, setRefused] = useState('');
+  const [total, setTotal] = useState(0);
 
   const refresh = async (): Promise<void> => {
     try {
       const ids = await listLeases();
-      const read = await Promise.all(ids.map(async (id) => ({ lease: await getLease(id), readAt: Date.now() })));
+      setTotal(ids.length);
+      const read = await Promise.all(ids.slice(0, SHOWN).map(async (id) => ({ lease: await getLease(id), readAt: Date.now() })));
       setLeases(read.flatMap(({ lease, readAt }) => (lease ? [{ ...lease, readAt }] : [])));
       setRefused('');
     } catch (e) {
@@ -115,6 +119,7 @@ export function LeasesView(props: { report: Report }) {
           </tbody>
         </table>
       )}
+      {total > SHOWN && <p class="hint">The first {SHOWN} of {total.toLocaleString()} leases are shown.</p>}
       <button type="button" onClick={() => void refresh()}>
         Refresh
       </button>
