@@ -273,6 +273,8 @@ export function watchPrefix(prefix: Bytes, startRevision: number, on: WatchHandl
         }
       } catch (e) {
         if (abort.signal.aborted) return;
+        // 410: the start revision is gone already; the listing must be read again.
+        if (e instanceof ApiError && e.status === 410) return on.compacted();
         if (e instanceof ApiError && e.status !== 503 && e.status !== 504) {
           on.state(e.message);
           return;

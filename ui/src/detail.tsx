@@ -20,7 +20,8 @@ export function LeaseTtl(props: { id: string }) {
     if (lease === null || left !== undefined && left > 0) return;
     let live = true;
     getLease(props.id).then(
-      (l) => live && setLease(l && { ttl: l.ttl, readAt: Date.now() }),
+      // A TTL of 0 or less is a lease etcd is about to drop: expired, as far as anyone can use it.
+      (l) => live && setLease(l && l.ttl > 0 ? { ttl: l.ttl, readAt: Date.now() } : null),
       (e: unknown) => live && setFailed(messageOf(e)),
     );
     return () => {

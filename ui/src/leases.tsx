@@ -24,7 +24,7 @@ export function LeasesView(props: { report: Report }) {
       const ids = await listLeases();
       setTotal(ids.length);
       const read = await Promise.all(ids.slice(0, SHOWN).map(async (id) => ({ lease: await getLease(id), readAt: Date.now() })));
-      setLeases(read.flatMap(({ lease, readAt }) => (lease ? [{ ...lease, readAt }] : [])));
+      setLeases(read.flatMap(({ lease, readAt }) => (lease && lease.ttl > 0 ? [{ ...lease, readAt }] : [])));
       setRefused('');
     } catch (e) {
       setRefused(e instanceof Error ? e.message : String(e));
