@@ -193,7 +193,7 @@ export function KeysView(props: { report: Report }) {
             The gateway refused this listing: {refused}
           </p>
         )}
-        {listing && <KeyTree names={listing.names} prefix={prefix} separator={separator} filter={filter} selected={selected} flashing={flashing} onOpenKey={setSelected} />}
+        {listing && <KeyTree names={listing.names} prefix={prefix} separator={separator} filter={filter} selected={selected} flashing={flashing} more={listing.more} onOpenKey={setSelected} />}
         <div class="actions">
           {listing?.more && (
             <button type="button" onClick={() => void more()} disabled={loading}>

@@ -66,6 +66,8 @@ export interface TreeProps {
   selected?: string;
   /** Keys changed a moment ago: they and their folders flash. */
   flashing: ReadonlySet<string>;
+  /** More keys follow the loaded ones: the folders of the last loaded key may hold more than shown. */
+  more: boolean;
   onOpenKey(name: string): void;
 }
 
@@ -183,6 +185,7 @@ export function KeyTree(props: TreeProps) {
         const n = row.node;
         const open = !n.isKey && (matches !== undefined || expanded.has(n.path));
         const flash = n.isKey ? flashing.has(n.path) : flashingFolders.has(n.path);
+        const partial = props.more && !n.isKey && names.length > 0 && names[names.length - 1].startsWith(n.path);
         return (
           <li
             key={rowId(n)}
@@ -198,7 +201,7 @@ export function KeyTree(props: TreeProps) {
             onClick={() => activate(n)}
           >
             {n.label === '' ? '(empty)' : n.label}
-            {!n.isKey && <span class="count"> {n.keys}</span>}
+            {!n.isKey && <span class="count"> {n.keys}{partial ? '+' : ''}</span>}
           </li>
         );
       })}
