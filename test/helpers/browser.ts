@@ -7,7 +7,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 
-export const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
+/** Debian's chromium (.ci/run installs it). */
+export const CHROMIUM = '/usr/bin/chromium';
 export const RESULTS_DIR = path.join(__dirname, '..', '..', '..', 'test-results');
 
 export function launchBrowser(): Promise<Browser> {
