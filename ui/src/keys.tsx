@@ -231,7 +231,7 @@ export function KeysView(props: { report: Report }) {
       </section>
 
       <CreateKey open={creating} prefix={prefix} onClose={() => setCreating(false)} report={report} onCreated={setSelected} />
-      <Dialog title={`Delete every key under “${prefix}”?`} open={deleting !== undefined} onClose={() => setDeleting(undefined)}>
+      <Dialog title={prefix ? `Delete every key under “${prefix}”?` : "Delete every key in the cluster?"} open={deleting !== undefined} onClose={() => setDeleting(undefined)}>
         <p>
           This deletes <strong>{deleting?.toLocaleString()}</strong> {deleting === 1 ? 'key' : 'keys'} under “{prefix}”. It cannot be undone.
         </p>
