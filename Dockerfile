@@ -18,6 +18,8 @@ COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src
+# The web console's sources; the build bundles them into dist/ui.
+COPY ui ./ui
 RUN npm run build
 
 # ---- runtime: production dependencies + compiled code only ----
@@ -28,6 +30,8 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
     && npm cache clean --force
 COPY --from=build /app/dist/src ./dist/src
+# The web console at /ui/: static files, built above (UI=off leaves them unserved).
+COPY --from=build /app/dist/ui ./dist/ui
 # Read at run time: openapi.yaml drives the routes, package.json gives the version.
 COPY openapi.yaml ./
 # The lock and election service definitions, loaded at run time.

@@ -34,6 +34,7 @@ import { rateLimit, type RateLimited } from './security/rate-limit';
 import { accessGuard, type AccessPolicy } from './security/access';
 import { V1_PREFIX, V1Router, type V1Handler, type V1Match } from './api/v1/router';
 import { v1Handlers } from './api/v1/handlers';
+import { consoleRoutes } from './console';
 import { problemFromError, sendProblem } from './api/v1/problem';
 
 export interface StreamSettings {
@@ -74,6 +75,8 @@ export interface AppOptions {
   fastLane?: boolean;
   streams?: StreamSettings;
   spec?: ApiSpec;
+  /** The web console under /ui/ (default on). */
+  ui?: boolean;
 }
 
 export interface Gateway {
@@ -307,6 +310,7 @@ export function buildGateway(opts: AppOptions): Gateway {
       swaggerOptions: { tryItOutEnabled: true, displayRequestDuration: true },
     }),
   );
+  if (opts.ui !== false) app.use('/ui', consoleRoutes());
   app.get('/', (_req, res) => {
     res.redirect('/docs/');
   });

@@ -56,6 +56,8 @@ export interface Config {
   etcdCaFile: string;
   etcdCertFile: string;
   etcdKeyFile: string;
+  /** The web console under /ui/ (UI=on|off). */
+  ui: boolean;
 }
 
 interface Setting {
@@ -100,6 +102,7 @@ const SETTINGS = {
   etcdCaFile: { flag: 'etcd-ca-file', env: 'ETCD_CA_FILE', default: '', help: "PEM CA certificates to verify https:// etcd endpoints with (unset: the system's)" },
   etcdCertFile: { flag: 'etcd-cert-file', env: 'ETCD_CERT_FILE', default: '', help: "PEM client certificate for etcd's --client-cert-auth; needs ETCD_KEY_FILE" },
   etcdKeyFile: { flag: 'etcd-key-file', env: 'ETCD_KEY_FILE', default: '', help: 'PEM private key of ETCD_CERT_FILE' },
+  ui: { flag: 'ui', env: 'UI', default: 'on', help: 'the web console at /ui/: on or off (off: the gateway serves only the API)' },
 } satisfies Record<keyof Config, Setting>;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -223,5 +226,6 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | 'he
     etcdCaFile: get(SETTINGS.etcdCaFile),
     etcdCertFile: get(SETTINGS.etcdCertFile),
     etcdKeyFile: get(SETTINGS.etcdKeyFile),
+    ui: onOff('UI', get(SETTINGS.ui)),
   };
 }

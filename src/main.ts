@@ -150,6 +150,7 @@ async function main(): Promise<void> {
         `  Keys API:   ${base}/v1/kv/`,
         `  API:        ${base}/v3/  (also /v3beta/ and /v3alpha/)`,
         `  Swagger UI: ${base}/docs/`,
+        ...(config.ui ? [`  Console:    ${base}/ui/`] : []),
         `  etcd:       ${endpoints.join(', ')}${embedded ? ` (embedded, data in ${embedded.dataDir})` : ''}`,
         ...(config.workers > 1 ? [`  workers:    ${config.workers}`] : []),
         '',
@@ -208,6 +209,7 @@ async function main(): Promise<void> {
     corsOrigins: config.corsOrigins,
     rateLimit: { rate: config.rateLimit, burst: config.rateLimitBurst || 2 * config.rateLimit },
     streams: config,
+    ui: config.ui,
   });
   if (isWorker()) gateway.metrics.aggregate = workerMetrics(gateway.metrics.registry);
   const tlsServer = tlsSettings.server;

@@ -42,7 +42,18 @@ describe('config', () => {
       etcdCaFile: '',
       etcdCertFile: '',
       etcdKeyFile: '',
+      ui: true,
     });
+  });
+
+  it('turns the web console off with UI=off (or --ui off), and refuses anything but on and off', () => {
+    const off = loadConfig([], { UI: 'off' });
+    assert.ok(off !== 'help');
+    assert.equal(off.ui, false);
+    const on = loadConfig(['--ui', 'on'], { UI: 'off' });
+    assert.ok(on !== 'help');
+    assert.equal(on.ui, true);
+    assert.throws(() => loadConfig([], { UI: 'no' }), (e: unknown) => e instanceof ConfigError && e.message === 'UI must be on or off, got "no"');
   });
 
   it('reads the environment, and a flag wins over its variable', () => {

@@ -286,6 +286,7 @@ describe('helm chart', () => {
       'PORT',
       'REQUEST_READ_TIMEOUT_MS',
       'REQUEST_TIMEOUT_MS',
+      'UI',
       'WATCH_HEARTBEAT_MS',
       'WORKERS',
     ]);

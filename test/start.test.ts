@@ -64,6 +64,7 @@ describe('start command', () => {
         const text = output();
         assert.match(text, new RegExp(`API: +http://127\\.0\\.0\\.1:${port}/v3/`), text);
         assert.match(text, new RegExp(`Swagger UI: http://127\\.0\\.0\\.1:${port}/docs/`));
+        assert.match(text, new RegExp(`Console: +http://127\\.0\\.0\\.1:${port}/ui/`));
         assert.match(text, /etcd: +http:\/\/127\.0\.0\.1:\d+ \(embedded, data in /);
         const base = `http://127.0.0.1:${port}`;
         if (round === 1) {

@@ -81,6 +81,7 @@ export async function startGateway(
     maxConnections?: number;
     maxHeaderBytes?: number;
     streams?: Partial<StreamSettings>;
+    ui?: boolean;
     logger?: Logger;
   } = {},
 ): Promise<GatewayFixture> {
@@ -97,6 +98,7 @@ export async function startGateway(
     logger: opts.logger,
     streams: { ...DEFAULT_STREAM_SETTINGS, ...opts.streams },
     spec: spec(),
+    ui: opts.ui,
   });
   const server = http.createServer({ maxHeaderSize: opts.maxHeaderBytes }, gateway.handler);
   gateway.attach(server);
