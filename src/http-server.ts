@@ -125,8 +125,8 @@ export function hardenServer(server: http.Server, limits: ServerLimits): void {
 }
 
 /** Lingering close (RFC 9112 §9.6): after the server's last answer, what the client still sends is read
- *  and dropped, for at most LINGER_BYTES and LINGER_MS from the moment that answer is sent, and then the
- *  socket is destroyed. Closing at once with unread data would reset the connection, and a client still
+ *  and dropped, for at most LINGER_BYTES (then no more is read) and LINGER_MS from the moment that answer
+ *  is sent, and then the socket is destroyed. Closing at once with unread data would reset the connection, and a client still
  *  sending (a body behind a refused head) would often lose the answer to that reset. */
 export const LINGER_MS = 2_000;
 export const LINGER_BYTES = 4 * 1024 * 1024;
@@ -139,7 +139,8 @@ function isLingering(socket: Duplex): boolean {
 }
 
 /** Stops whoever reads `socket` (Node's parser, the fast lane) from seeing anything more: what arrives
- *  from now on is dropped, and past LINGER_BYTES the socket is destroyed. Once only. */
+ *  from now on is dropped; past LINGER_BYTES reading stops and the socket is destroyed LINGER_MS later.
+ *  Once only. */
 function dropInput(socket: Duplex): void {
   if (lingering.has(socket)) return;
   lingering.add(socket);
@@ -149,7 +150,12 @@ function dropInput(socket: Duplex): void {
   // listener makes the parser give the handle back (and so stop reading it).
   socket.on('data', (chunk: Buffer) => {
     dropped += chunk.length;
-    if (dropped > LINGER_BYTES) socket.destroy();
+    if (dropped <= LINGER_BYTES || socket.isPaused()) return;
+    // Enough read: reading stops, so TCP holds the client back, and the socket is destroyed LINGER_MS
+    // later. Destroying it now would reset the connection while our answer may still sit unread in the
+    // client's receive buffer, which a reset empties (as Go's server waits before its close).
+    socket.pause();
+    setTimeout(() => socket.destroy(), LINGER_MS).unref();
   });
   for (const reader of readers) socket.removeListener('data', reader);
   socket.on('error', () => socket.destroy());
@@ -157,7 +163,7 @@ function dropInput(socket: Duplex): void {
 }
 
 /** Sends `last` (if any), ends the connection (unless it is ended already) and lingers: the client's
- *  end, LINGER_BYTES, or LINGER_MS after our end was sent, whichever comes first, closes the socket. */
+ *  end, or LINGER_MS after our end was sent, closes the socket; past LINGER_BYTES it is no longer read. */
 export function closeLingering(socket: Duplex, last?: string): void {
   dropInput(socket);
   let timer: NodeJS.Timeout | undefined;
