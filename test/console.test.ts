@@ -16,6 +16,7 @@ import { assertAccessible, launchBrowser, openPage, screenshot, type ConsolePage
 import { startTestEtcdCluster, type TestEtcdCluster } from './harness/etcd';
 import { AccessPolicy } from '../src/security/access';
 import { CONSOLE_CSP, CONSOLE_DIR } from '../src/console';
+import { ROOT_AND_PUB_READER } from './helpers/etcd-users';
 
 const JS_BUDGET = 150 * 1024;
 const DOCS_SCREENSHOT = path.join(__dirname, '..', '..', 'docs', 'console.png');
@@ -450,14 +451,7 @@ describe('web console: signed in as an etcd user', () => {
     const steps: Array<[string, object]> = [
       ['/v3/kv/put', { key: b64('pub/notice'), value: b64('open to readers') }],
       ['/v3/kv/put', { key: b64('secret/key'), value: b64('root only') }],
-      ['/v3/auth/user/add', { name: 'root', password: 'rootpw' }],
-      ['/v3/auth/role/add', { name: 'root' }],
-      ['/v3/auth/user/grant', { user: 'root', role: 'root' }],
-      ['/v3/auth/user/add', { name: 'alice', password: 'alicepw' }],
-      ['/v3/auth/role/add', { name: 'reader' }],
-      ['/v3/auth/role/grant', { name: 'reader', perm: { permType: 'READ', key: b64('pub/'), range_end: b64('pub0') } }],
-      ['/v3/auth/user/grant', { user: 'alice', role: 'reader' }],
-      ['/v3/auth/enable', {}],
+      ...ROOT_AND_PUB_READER,
     ];
     for (const [p, body] of steps) {
       const answer = await gw.post(p, body);

@@ -275,6 +275,7 @@ describe('GET /v1/watch/{key}', { timeout: 180_000 }, () => {
 describe('GET /v1/watch/{key}: access control and limits', { timeout: 120_000 }, () => {
   let gw: GatewayFixture;
   let dir: string;
+  let policy: AccessPolicy;
   const sha = (token: string): string => crypto.createHash('sha256').update(token).digest('hex');
 
   before(async () => {
@@ -284,9 +285,12 @@ describe('GET /v1/watch/{key}: access control and limits', { timeout: 120_000 },
       file,
       ['clients:', '  - name: app', `    token_sha256: ${sha('app-token')}`, '    grants:', '      - { prefix: "app/", rights: [watch] }', ''].join('\n'),
     );
-    gw = await startGateway({ access: new AccessPolicy(file, { info: () => undefined, error: () => undefined }), streams: { sendBufferBytes: 1024 } });
+    policy = new AccessPolicy(file, { info: () => undefined, error: () => undefined });
+    gw = await startGateway({ access: policy, streams: { sendBufferBytes: 1024 } });
   });
   after(async () => {
+    // The policy watches its file for changes: left open, it keeps the test process alive.
+    policy.close();
     await gw.close();
     fs.rmSync(dir, { recursive: true, force: true });
   });

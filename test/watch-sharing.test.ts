@@ -33,6 +33,7 @@ import {
   type WatchClient,
 } from './helpers/watch-history';
 import { AccessPolicy } from '../src/security/access';
+import { ROOT_AND_PUB_READER } from './helpers/etcd-users';
 
 async function etcdWatchers(etcd: { clientUrl: string }): Promise<number> {
   const text = await (await fetch(`${etcd.clientUrl}/metrics`, { signal: AbortSignal.timeout(5_000) })).text();
@@ -379,16 +380,7 @@ describe('shared watches and who may make them', () => {
   before(async () => {
     etcd = await startTestEtcd();
     gw = await startGateway({ etcd });
-    const steps: Array<[string, object]> = [
-      ['/v3/auth/user/add', { name: 'root', password: 'rootpw' }],
-      ['/v3/auth/role/add', { name: 'root' }],
-      ['/v3/auth/user/grant', { user: 'root', role: 'root' }],
-      ['/v3/auth/user/add', { name: 'alice', password: 'alicepw' }],
-      ['/v3/auth/role/add', { name: 'reader' }],
-      ['/v3/auth/role/grant', { name: 'reader', perm: { permType: 'READ', key: b64('pub/'), range_end: b64('pub0') } }],
-      ['/v3/auth/user/grant', { user: 'alice', role: 'reader' }],
-      ['/v3/auth/enable', {}],
-    ];
+    const steps = ROOT_AND_PUB_READER;
     for (const [p, body] of steps) assert.equal((await gw.etcdPost(p, body)).status, 200, p);
     const token = async (name: string, password: string): Promise<string> => (await gw.etcdPost('/v3/auth/authenticate', { name, password })).body.token as string;
     rootToken = await token('root', 'rootpw');
