@@ -173,19 +173,20 @@ export async function startGatewayProcess(opts: {
   };
 }
 
-/** heapUsed and RSS of a gateway started with `heapProbe`, after two full garbage collections in it. */
-export function heapAfterGc(gw: GatewayProcess, timeoutMs = 15_000): Promise<{ heapUsed: number; rss: number }> {
+/** heapUsed, RSS and external memory (Buffers: what a socket's unread input is held in) of a gateway
+ *  started with `heapProbe`, after two full garbage collections in it. */
+export function heapAfterGc(gw: GatewayProcess, timeoutMs = 15_000): Promise<{ heapUsed: number; rss: number; external: number }> {
   let off = (): void => undefined;
-  const line = new Promise<{ heapUsed: number; rss: number; gc: boolean }>((resolve) => {
+  const line = new Promise<{ heapUsed: number; rss: number; external: number; gc: boolean }>((resolve) => {
     off = gw.onLine((l) => {
-      if (l.startsWith('HEAP-PROBE ')) resolve(JSON.parse(l.slice('HEAP-PROBE '.length)) as { heapUsed: number; rss: number; gc: boolean });
+      if (l.startsWith('HEAP-PROBE ')) resolve(JSON.parse(l.slice('HEAP-PROBE '.length)) as { heapUsed: number; rss: number; external: number; gc: boolean });
     });
   });
   gw.child.kill('SIGUSR2');
   return withTimeout('heap probe of the gateway', line, timeoutMs)
     .then((m) => {
       if (!m.gc) throw new Error('the gateway runs without --expose-gc');
-      return { heapUsed: m.heapUsed, rss: m.rss };
+      return { heapUsed: m.heapUsed, rss: m.rss, external: m.external };
     })
     .finally(off);
 }

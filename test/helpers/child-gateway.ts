@@ -4,8 +4,8 @@
 import { heapAfterGc, startGatewayProcess, type GatewayProcess } from '../../bench/setup';
 
 export interface ChildGateway extends GatewayProcess {
-  /** heapUsed and RSS after two full garbage collections inside the gateway. */
-  heapAfterGc(): Promise<{ heapUsed: number; rss: number }>;
+  /** heapUsed, RSS and external memory after two full garbage collections inside the gateway. */
+  heapAfterGc(): Promise<{ heapUsed: number; rss: number; external: number }>;
 }
 
 export async function startChildGateway(etcdUrl: string, env: Record<string, string> = {}): Promise<ChildGateway> {
