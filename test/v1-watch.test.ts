@@ -159,6 +159,30 @@ describe('GET /v1/watch/{key}', { timeout: 180_000 }, () => {
     assert.deepEqual(eventIds(second), [`${rev}.1`, `${rev}.2`, `${more}.0`]);
   });
 
+  it('watchers of one prefix share one etcd watch and its framing; each, resumed ones too, gets exact ids', async () => {
+    const from = (n: number, sse: boolean): V1Watch => new V1Watch(`shared ${n} ${sse ? 'SSE' : 'NDJSON'}`, gw.url, 'shr/?prefix', { sse });
+    const fromNow = [from(0, false), from(1, false), from(2, true), from(3, true)];
+    for (const w of fromNow) await w.waitForMessage((m) => m.type === 'progress');
+    assert.equal(gw.gateway.hub.stats().etcdWatches, 1, 'four watches of one prefix are one etcd watch');
+    const t1 = await txn(gw, ['shr/a', 'shr/b', 'shr/c'], '1');
+    const p1 = await put(gw, 'shr/d', '2');
+    // One resumes inside the txn: it catches up on its own etcd watch, then joins the shared one.
+    const resumed = new V1Watch('shared, resumed at .0', gw.url, 'shr/?prefix', { sse: true, headers: { 'Last-Event-ID': `${t1}.0` } });
+    await resumed.waitForEvents(3);
+    const t2 = await txn(gw, ['shr/a', 'shr/e'], '3');
+    const p2 = await put(gw, 'shr/f', '4');
+    const expected = [`${t1}.0`, `${t1}.1`, `${t1}.2`, `${p1}.0`, `${t2}.0`, `${t2}.1`, `${p2}.0`];
+    for (const w of fromNow) await w.waitForEvents(expected.length);
+    await resumed.waitForEvents(expected.length - 1);
+    await waitFor(() => gw.gateway.hub.stats().etcdWatches === 1, 5_000, () => 'the catch-up watch ends once the resumed client is on the shared one');
+    for (const w of [...fromNow, resumed]) w.close();
+    for (const w of fromNow) assert.deepEqual(eventIds(w), expected, w.name);
+    assert.deepEqual(eventIds(resumed), expected.slice(1), resumed.name);
+    const events = (w: V1Watch): V1Message[] => w.messages.filter((m) => m.type !== 'progress');
+    for (const w of [...fromNow.slice(1), resumed]) assert.deepEqual(events(w).slice(-6), events(fromNow[0]).slice(-6), `${w.name}: the same messages`);
+    for (const m of events(fromNow[0])) assertV1Message(m);
+  });
+
   it('the eventsource package reconnects by itself after a cut and gets exactly the missed events, once', async () => {
     const proxy: TcpProxy = await startTcpProxy({ host: '127.0.0.1', port: Number(new URL(gw.url).port) });
     const got: Array<{ type: string; id: string; data: V1Message }> = [];

@@ -72,8 +72,17 @@ export interface WatchFormat {
 /** One response of a shared watch, without a watch_id, with its encodings memoized per format. */
 export class SharedResponse {
   private readonly forms = new Map<object, { marked: string; at: number; zero?: string; bytes?: Map<string, Buffer> }>();
+  private made?: Map<object, unknown>;
 
   constructor(readonly response: GrpcMessage) {}
+
+  /** What `make` builds from this response, built once per `key` for all the clients that get it: for
+   *  a form that is not a `WatchFormat` result (the /v1/ streams' SSE and NDJSON). */
+  memo<T>(key: object, make: (response: GrpcMessage) => T): T {
+    this.made ??= new Map();
+    if (!this.made.has(key)) this.made.set(key, make(this.response));
+    return this.made.get(key) as T;
+  }
 
   /** The response as `format.encodeResult` writes it for `watchId`, the event encoded once per format:
    *  encoded with a mark in place of the watch_id, the mark is replaced by each client's ID (or, for

@@ -12,7 +12,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type * as grpc from '@grpc/grpc-js';
 import type { GrpcMessage } from '../context';
-import type { WatchConnection } from '../../streams/watch-hub';
+import type { SharedResponse, WatchConnection } from '../../streams/watch-hub';
 import { GatewayError, GrpcCode, fromGrpcError } from '../../errors';
 import { problem, sendProblem, type Problem } from './problem';
 import { revisionNumber, textOrBase64, v1KeyValue, type EtcdKeyValue } from './representation';
@@ -154,6 +154,38 @@ function frame(format: 'sse' | 'ndjson', message: WatchMessage): string {
   return `event: ${message.type}\n${id}data: ${json}\n\n`;
 }
 
+/** The events of one response framed for every client of a shared watch that is not in the middle
+ *  of a revision: indices count from 0 at each revision, as they do for such a client. */
+interface SharedFrames {
+  bytes: Buffer;
+  firstRevision: bigint;
+  lastRevision: bigint;
+  /** How many events of the last revision the response holds. */
+  lastCount: number;
+}
+
+/** Keys of the memoized framings, one per format. */
+const SHARED_FORMS = { sse: {}, ndjson: {} } as const;
+
+function sharedFrames(format: 'sse' | 'ndjson', response: GrpcMessage): SharedFrames {
+  const events = response.events as GrpcMessage[];
+  let out = '';
+  let revision = -1n;
+  let index = 0;
+  let firstRevision = -1n;
+  for (const event of events) {
+    const rev = BigInt((event.kv as EtcdKeyValue).mod_revision ?? '0');
+    if (firstRevision < 0n) firstRevision = rev;
+    if (rev === revision) index++;
+    else {
+      revision = rev;
+      index = 0;
+    }
+    out += frame(format, eventMessage(event, `${rev}.${index}`));
+  }
+  return { bytes: Buffer.from(out), firstRevision, lastRevision: revision, lastCount: index + 1 };
+}
+
 /** A watch's refusal by etcd or the hub (auth, a limit), as a problem. */
 function refusalProblem(reason: string): Problem {
   if (/permission denied/i.test(reason)) return problem(403, reason, { code: GrpcCode.PERMISSION_DENIED });
@@ -232,7 +264,10 @@ class WatchStream {
   }
 
   start(): void {
-    this.connection = this.settings.hub.connect({ deliver: (response) => this.deliver(response) }, this.metadata);
+    this.connection = this.settings.hub.connect(
+      { deliver: (response) => this.deliver(response), deliverShared: (response, watchId) => this.deliverShared(response, watchId) },
+      this.metadata,
+    );
     this.res.once('close', () => this.stop());
     this.connection.request({ create_request: this.ask.create });
   }
@@ -302,6 +337,26 @@ class WatchStream {
     if (out) this.write(out);
   }
 
+  /** A response of a shared watch: its events are framed once for all the clients that get it, unless
+   *  this client is inside a revision (a resume skipping events it has) and needs its own ids. */
+  private deliverShared(shared: SharedResponse, watchId: string): void {
+    const response = shared.response;
+    const events = response.events as GrpcMessage[] | undefined;
+    if (this.ended || !this.streaming || response.canceled || response.created || !events || events.length === 0) {
+      this.deliver({ ...response, watch_id: watchId });
+      return;
+    }
+    const framed = shared.memo(SHARED_FORMS[this.ask.format], (r) => sharedFrames(this.ask.format, r));
+    if (framed.firstRevision <= this.revision || (this.skip > 0 && this.skipRevision >= framed.firstRevision)) {
+      this.deliver({ ...response, watch_id: watchId });
+      return;
+    }
+    this.candidate = undefined;
+    this.revision = framed.lastRevision;
+    this.indexInRevision = framed.lastCount - 1;
+    this.write(framed.bytes);
+  }
+
   /** A progress message for `revision`, when it moves the client's resume point forward (etcd 3.4
    *  may answer a progress request with a revision below an event it already sent). */
   private progress(revision: bigint): void {
@@ -337,7 +392,7 @@ class WatchStream {
   }
 
   /** Writes, or cuts off a client that leaves too much unread (it resumes from its last id). */
-  private write(text: string): void {
+  private write(text: string | Buffer): void {
     if (this.ended) return;
     if (this.res.writableLength > this.settings.limits.sendBufferBytes) {
       const cut = problem(429, `gateway: watch consumer too slow: more than ${this.settings.limits.sendBufferBytes} bytes waiting to be sent; resume from the last event id`, { code: GrpcCode.RESOURCE_EXHAUSTED });
