@@ -2,7 +2,12 @@
 // etcd's own gateway, side by side, plus the direct gRPC ceiling (the etcd3 client's raw calls).
 //
 //   npm run bench -- [--seconds 5] [--rounds 5] [--connections 1,16,64] [--workloads range1,range100,put,txn,mixed,v1get,v1put]
-//                   [--workers 1,2] [--loader auto|wrk|autocannon]
+//                   [--workers 1,2] [--loader auto|wrk|autocannon] [--baseline DIR]
+//
+// --baseline DIR adds another build of this gateway (a checkout at DIR, built: DIR/dist/src/main.js),
+// with the first --workers count, as one more target in the same alternated rounds: a before/after
+// comparison on the same etcd in the same minutes. Its rows are labelled "N base"; the /v1/ workloads
+// skip it (an older build may have no /v1/).
 //
 // Processes: etcd (a child), this gateway (another child: `node dist/src/main.js`, so its CPU time and
 // memory can be read from /proc and it does not share an event loop with the load generator), and this
@@ -59,6 +64,8 @@ const { values: args } = parseArgs({
     'gateway-only': { type: 'boolean' },
     /** The HTTP load generator: wrk when installed (auto), or the one named. */
     loader: { type: 'string' },
+    /** Another built checkout of this gateway to run beside this one (before/after). */
+    baseline: { type: 'string' },
   },
 });
 
@@ -92,7 +99,8 @@ const ROUND_SECONDS = SECONDS / ROUNDS;
 const WARMUP_SECONDS = 1;
 const CELL_TIMEOUT_MS = (ROUND_SECONDS + 30) * 1_000;
 // Cells: per workload a warm-up on every target, and per connection count the rounds of every target.
-const TARGETS = WORKER_COUNTS.length + 3;
+const BASELINE_MAIN = args.baseline === undefined ? undefined : path.resolve(args.baseline, 'dist', 'src', 'main.js');
+const TARGETS = WORKER_COUNTS.length + 3 + (BASELINE_MAIN ? 1 : 0);
 const OVERALL_TIMEOUT_MS = SELECTED.length * TARGETS * (WARMUP_SECONDS + 30 + CONNECTIONS.length * ROUNDS * (ROUND_SECONDS + 30)) * 1_000 + 120_000;
 
 // ---- request bodies ----------------------------------------------------------------------------------
@@ -372,12 +380,14 @@ async function runGrpc(client: Caller, w: Workload, concurrency: number, seconds
 // ---- processes -----------------------------------------------------------------------------------------
 
 interface Gateway extends GatewayProcess {
-  workers: number;
+  /** The WORKERS count, and " base" for the --baseline build. */
+  workers: string;
+  baseline: boolean;
 }
 
-async function startGateway(etcdUrl: string, workers: number, accessFile: string): Promise<Gateway> {
-  const g = await startGatewayProcess({ etcdUrl, env: { WORKERS: String(workers), ACCESS_FILE: accessFile } });
-  return Object.assign(g, { workers });
+async function startGateway(etcdUrl: string, workers: number, accessFile: string, main?: string): Promise<Gateway> {
+  const g = await startGatewayProcess({ etcdUrl, env: { WORKERS: String(workers), ACCESS_FILE: accessFile }, main });
+  return Object.assign(g, { workers: `${workers}${main ? ' base' : ''}`, baseline: main !== undefined });
 }
 
 /** One request of each kind through a gateway: 200, and the transaction took its success branch. */
@@ -407,7 +417,7 @@ async function checkGateway(name: string, url: string, headers: Record<string, s
 // ---- report --------------------------------------------------------------------------------------------
 
 interface Ours {
-  workers: number;
+  workers: string;
   run: Run;
   /** CPU ms per 1,000 requests: the gateway's processes, and etcd meanwhile. */
   cpu: number;
@@ -479,7 +489,7 @@ function table(cells: Cell[], etcdVersion: string): string {
     c.ours.map((o) => [c.workload, String(c.connections), String(o.workers), fmtMs(o.cpu), fmtMs(o.etcdCpu), fmtMs(o.cpu + o.etcdCpu), fmtMs(c.theirsEtcdCpu)]),
   );
   const ceilingRows = cells.map((c) => {
-    const best = Math.max(...c.ours.map((o) => rate(o.run)));
+    const best = Math.max(...c.ours.filter((o) => !o.workers.endsWith(' base')).map((o) => rate(o.run)));
     const ceiling = (r: Run): string => (r.seconds > 0 ? fmtInt(rate(r)) : 'n/a');
     const share = rate(c.etcd3) > 0 ? `${((best / rate(c.etcd3)) * 100).toFixed(0)} %` : 'n/a';
     return [c.workload, String(c.connections), '', ceiling(c.etcd3), ceiling(c.h2), share];
@@ -559,13 +569,20 @@ async function main(): Promise<void> {
       gateways.push(g);
       await checkGateway('this gateway', g.url, AUTH);
     }
+    if (BASELINE_MAIN) {
+      log(`starting the baseline gateway (${BASELINE_MAIN}, WORKERS=${WORKER_COUNTS[0]})`);
+      const g = await startGateway(etcd.clientUrl, WORKER_COUNTS[0], accessFile, BASELINE_MAIN);
+      gateways.push(g);
+      await checkGateway('baseline', g.url, AUTH);
+    }
     const etcdGw = etcd.clientUrl;
     await checkGateway('etcd gateway', etcdGw, {});
 
     const cells: Cell[] = [];
     for (const w of SELECTED) {
       log(`${w}: warm-up (${WARMUP_SECONDS} s per target)`);
-      for (const g of gateways) await runHttp(g.url, w, 16, WARMUP_SECONDS, AUTH);
+      const here = gateways.filter((g) => !(g.baseline && v3Form(w) !== w));
+      for (const g of here) await runHttp(g.url, w, 16, WARMUP_SECONDS, AUTH);
       await runHttp(etcdGw, v3Form(w), 16, WARMUP_SECONDS);
       await runGrpc(callers.etcd3, w, 16, WARMUP_SECONDS);
       await runGrpc(callers.h2, w, 16, WARMUP_SECONDS);
@@ -574,7 +591,7 @@ async function main(): Promise<void> {
           `${w} ×${conns}: this gateway (${WORKER_COUNTS.join(', ')} workers)${GATEWAY_ONLY ? '' : ', etcd gateway, gRPC'} ` +
             `(${SECONDS} s each${ROUNDS > 1 ? `, in ${ROUNDS} rounds of ${ROUND_SECONDS} s` : ''})`,
         );
-        const ours = gateways.map((g) => ({ g, run: emptyRun(), cpuMs: 0, etcdCpuMs: 0, peakRss: 0, rssTimeline: [] as number[] }));
+        const ours = here.map((g) => ({ g, run: emptyRun(), cpuMs: 0, etcdCpuMs: 0, peakRss: 0, rssTimeline: [] as number[] }));
         const theirs = { run: emptyRun(), etcdCpuMs: 0 };
         const viaEtcd3 = emptyRun();
         const viaH2 = emptyRun();

@@ -95,13 +95,15 @@ export async function startGatewayProcess(opts: {
   etcdUrl: string;
   env?: Record<string, string>;
   nodeArgs?: string[];
+  /** The gateway's entry point: this build's dist/src/main.js unless another build's is given. */
+  main?: string;
   /** Run it with --expose-gc and heap-probe.js, for heapAfterGc(). */
   heapProbe?: boolean;
   startTimeoutMs?: number;
   /** Where its stderr goes: ours (default), or kept with its output. */
   stderr?: 'inherit' | 'pipe';
 }): Promise<GatewayProcess> {
-  const main = path.join(__dirname, '..', 'src', 'main.js');
+  const main = opts.main ?? path.join(__dirname, '..', 'src', 'main.js');
   const probe = opts.heapProbe ? ['--expose-gc', '-r', path.join(__dirname, 'heap-probe.js')] : [];
   const child = spawn(process.execPath, [...probe, ...(opts.nodeArgs ?? []), main], {
     env: { ...process.env, ETCD_ENDPOINTS: opts.etcdUrl, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'warn', ...opts.env },

@@ -357,12 +357,12 @@ describe('web console: cluster panel on a three-member cluster', () => {
     await cluster?.cleanup();
   });
 
-  it('lists the members with their URLs, the leader and the answering member’s status', async () => {
+  it('lists the members with their URLs, the leader and each member’s own status', async () => {
     const cp = await openPage(browser, `${gw.url}/ui/`);
     const { page } = cp;
     await page.getByRole('button', { name: 'Cluster' }).click();
     const rows = page.locator('table.members tbody tr');
-    await page.getByText('3 members.').waitFor();
+    await page.getByText('3 members,').waitFor();
     assert.equal(await rows.count(), 3);
     const table = (await page.locator('table.members').textContent()) ?? '';
     for (const url of cluster.endpoints) assert.ok(table.includes(url), `client URL ${url} listed`);
@@ -371,7 +371,14 @@ describe('web console: cluster panel on a three-member cluster', () => {
     const members = (await send(gw.url, '/v3/cluster/member/list', {})).body.members as Array<{ ID: string; name: string }>;
     const leader = members.find((m) => m.ID === status.leader);
     assert.equal(await page.locator('.leader-name').textContent(), leader?.name);
-    assert.ok(table.includes(status.version), `etcd version ${status.version} shown`);
+    // Every member's own status: each row shows its version and its raft term, none a missing status.
+    for (const url of cluster.endpoints) {
+      const own = (await send(url, '/v3/maintenance/status', {})).body;
+      const row = rows.filter({ hasText: own.header.member_id });
+      assert.equal(await row.count(), 1, `a row for member ${own.header.member_id}`);
+      const text = (await row.textContent()) ?? '';
+      assert.ok(text.includes(own.version) && !text.includes('no status'), `${url}: its version in "${text}"`);
+    }
     await assertAccessible(page, 'cluster');
     await screenshot(page, 'console-cluster');
     assert.deepEqual(cp.problems, []);

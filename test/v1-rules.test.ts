@@ -73,6 +73,9 @@ describe('/v1/ access control', () => {
     assertProblem(await v1.del('/v1/kv/secret', as('app-token')), 403, /may not write/);
     assertProblem(await v1.del('/v1/kv/s?prefix', as('app-token')), 403, /may not write/);
     assert.equal((await v1.get('/v1/kv/secret', as('ops-token'))).text, 's');
+    // The cluster's members and status are the admin right's, as /v3/cluster/ and /v3/maintenance/.
+    assertProblem(await v1.get('/v1/cluster', as('app-token')), 403, /admin/);
+    assert.equal((await v1.get('/v1/cluster', as('ops-token'))).status, 200);
   });
 
   it('lists a prefix the client may read, and refuses a listing of a parent prefix (never a silent subset)', async () => {

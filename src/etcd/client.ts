@@ -12,8 +12,11 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { installFastLongStrings } from '../codec/int64';
 import { Host } from 'etcd3/lib/connection-pool';
-import { fromGrpcError, GrpcCode } from '../errors';
+import { fromGrpcError, GatewayError, GrpcCode } from '../errors';
 import { UnaryChannel, unaryError, type Cancellation, type UnaryError } from './unary-channel';
+
+/** Channels kept to members that are not configured endpoints (a cluster has a handful of members). */
+const MEMBER_CHANNELS = 16;
 
 export type Service = 'KV' | 'Watch' | 'Lease' | 'Cluster' | 'Maintenance' | 'Auth' | 'Lock' | 'Election';
 
@@ -152,6 +155,8 @@ export class EtcdClient {
   private readonly hosts: Host[];
   /** Unary calls: one lean HTTP/2 connection per member. */
   private readonly channels: UnaryChannel[];
+  /** Channels to members that are not configured endpoints, by host:port (unaryAt). */
+  private readonly memberChannels = new Map<string, UnaryChannel>();
   /** Loaded once per process, shared by every client. */
   private readonly definitions: Definitions;
   private readonly ownClients = new Map<string, ServiceClient>();
@@ -250,6 +255,53 @@ export class EtcdClient {
       if (/authentication is not enabled/.test((e as Error).message)) this.gatewayToken = undefined;
       else throw e;
     }
+  }
+
+  /** One unary call to one member, named by a client URL of its own (as the member list gives them):
+   *  for what only that member can say (its Status). No other member is tried. A URL that is one of the
+   *  configured endpoints uses its channel; others get a channel of their own, kept for the next ask
+   *  (at most MEMBER_CHANNELS of them, the oldest closed first). */
+  async unaryAt<T = Record<string, unknown>>(endpoint: string, service: Service, method: string, request: unknown, opts: Omit<CallOptions, 'idempotent'>): Promise<T> {
+    const started = performance.now();
+    try {
+      const codec = this.definitions.methods.get(`${service}.${method}`);
+      if (!codec) throw new Error(`no gRPC method ${service}.${method}`);
+      let headers: Record<string, string> | undefined;
+      for (const [k, v] of Object.entries((opts.metadata ?? this.gatewayToken)?.getMap() ?? {})) if (typeof v === 'string') (headers ??= {})[k] = v;
+      const deadline = opts.deadline ?? Date.now() + this.options.requestTimeoutMs;
+      const answer = codec.deserialize(await this.channelAt(endpoint).call(codec.path, codec.serialize(request), headers, deadline, opts.signal)) as T;
+      this.observer?.(service, method, 0, (performance.now() - started) / 1000);
+      return answer;
+    } catch (e) {
+      const failure = Object.assign(fromGrpcError(e), { cause: e as UnaryError | undefined });
+      this.observer?.(service, method, failure.code ?? GrpcCode.UNKNOWN, (performance.now() - started) / 1000);
+      throw failure;
+    }
+  }
+
+  private channelAt(endpoint: string): UnaryChannel {
+    const url = new URL(endpoint);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new GatewayError(GrpcCode.INVALID_ARGUMENT, `${endpoint}: not an http(s) URL`);
+    const key = `${url.hostname}:${url.port || (this.secure ? '443' : '80')}`;
+    const configured = this.options.endpoints.findIndex((e) => {
+      const u = new URL(/^[a-z]+:\/\//i.test(e) ? e : `http://${e}`);
+      return `${u.hostname}:${u.port || (this.secure ? '443' : '80')}` === key;
+    });
+    if (configured >= 0) return this.channels[configured];
+    let channel = this.memberChannels.get(key);
+    if (channel) {
+      // Most recently used last: the oldest is the first to go.
+      this.memberChannels.delete(key);
+    } else {
+      channel = new UnaryChannel(endpoint, this.secure, this.options.tls);
+      if (this.memberChannels.size >= MEMBER_CHANNELS) {
+        const [oldest, old] = this.memberChannels.entries().next().value as [string, UnaryChannel];
+        this.memberChannels.delete(oldest);
+        old.close();
+      }
+    }
+    this.memberChannels.set(key, channel);
+    return channel;
   }
 
   /** Credentials for streams opened on behalf of clients that sent none. */
@@ -352,6 +404,7 @@ export class EtcdClient {
     for (const client of this.ownClients.values()) client.close();
     for (const host of this.hosts) host.close();
     for (const channel of this.channels) channel.close();
+    for (const channel of this.memberChannels.values()) channel.close();
     this.httpAgent.destroy();
   }
 }

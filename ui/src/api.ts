@@ -136,6 +136,29 @@ export function v3<T>(path: string, body: object = {}): Promise<T> {
   return json<T>(`v3/${path}`, { method: 'POST', body: JSON.stringify(body), headers: { 'Content-Type': 'application/json' } });
 }
 
+/** GET /v1/cluster: the members, each with the status it gives of itself. */
+export interface ClusterMember {
+  id: string;
+  name: string;
+  peer_urls: string[];
+  client_urls: string[];
+  learner: boolean;
+  leader: boolean;
+  status?: { version: string; db_size: number; db_size_in_use: number; raft_term: number; raft_index: number; raft_applied_index: number; errors: string[] };
+  status_error?: string;
+}
+export interface Cluster {
+  cluster_id: string;
+  revision: number;
+  leader: string | null;
+  members: ClusterMember[];
+  alarms: Array<{ member_id: string; alarm: string }>;
+}
+
+export function getCluster(): Promise<Cluster> {
+  return json<Cluster>('v1/cluster');
+}
+
 export interface Page {
   kvs: KeyValue[];
   more: boolean;

@@ -1,41 +1,16 @@
-// The cluster: members with their URLs and roles, the leader, the status of the member that answered
-// (version, db size, raft term and index), and alarms; read again every few seconds while shown.
+// The cluster: members with their URLs and roles, the leader, each member's own status (version,
+// database size, raft term and index, from GET /v1/cluster, which asks every member), and alarms; read
+// again every few seconds while shown.
 
 import { useEffect, useState } from 'preact/hooks';
-import { v3 } from './api';
+import { getCluster, type Cluster } from './api';
 import { formatBytes } from './format';
 import { messageOf, type Report } from './widgets';
 
 const REFRESH_MS = 5000;
 
-/** etcd's answers as its gateway writes them: 64-bit numbers as strings, zero values left out. */
-interface Member {
-  ID: string;
-  name?: string;
-  peerURLs?: string[];
-  clientURLs?: string[];
-  isLearner?: boolean;
-}
-interface Status {
-  header: { cluster_id: string; member_id: string; revision?: string; raft_term?: string };
-  version: string;
-  dbSize?: string;
-  dbSizeInUse?: string;
-  leader?: string;
-  raftIndex?: string;
-  raftTerm?: string;
-  raftAppliedIndex?: string;
-  errors?: string[];
-}
-interface Alarm {
-  memberID?: string;
-  alarm?: string;
-}
-
 interface Snapshot {
-  members: Member[];
-  status: Status;
-  alarms: Alarm[];
+  cluster: Cluster;
   readAt: Date;
 }
 
@@ -47,13 +22,9 @@ export function ClusterView(props: { report: Report }) {
     let live = true;
     const read = async (): Promise<void> => {
       try {
-        const [list, status, alarm] = await Promise.all([
-          v3<{ members?: Member[] }>('cluster/member/list'),
-          v3<Status>('maintenance/status'),
-          v3<{ alarms?: Alarm[] }>('maintenance/alarm', { action: 'GET' }),
-        ]);
+        const cluster = await getCluster();
         if (!live) return;
-        setSnap({ members: list.members ?? [], status, alarms: alarm.alarms ?? [], readAt: new Date() });
+        setSnap({ cluster, readAt: new Date() });
         setFailed('');
       } catch (e) {
         if (!live) return;
@@ -70,30 +41,30 @@ export function ClusterView(props: { report: Report }) {
   }, []);
 
   if (!snap) return failed ? <p class="refused" role="alert">The gateway refused: {failed}</p> : <p>Loading…</p>;
-  const { members, status, alarms } = snap;
-  const nameOf = (id: string | undefined): string => members.find((m) => m.ID === id)?.name || id || '?';
+  const { members, alarms, leader } = snap.cluster;
+  const nameOf = (id: string | null | undefined): string => members.find((m) => m.id === id)?.name || id || '?';
+  const term = Math.max(0, ...members.map((m) => m.status?.raft_term ?? 0));
+  const errors = members.flatMap((m) => (m.status?.errors ?? []).map((e) => `${nameOf(m.id)}: ${e}`));
   return (
     <section class="cluster" aria-labelledby="cluster-title">
       <h2 id="cluster-title">Cluster</h2>
       {failed && <p class="refused" role="alert">Last refresh failed: {failed}</p>}
       <dl class="meta">
         <dt>Cluster ID</dt>
-        <dd>{status.header.cluster_id}</dd>
+        <dd>{snap.cluster.cluster_id}</dd>
         <dt>Leader</dt>
-        <dd class="leader-name">{status.leader ? nameOf(status.leader) : 'none'}</dd>
+        <dd class="leader-name">{leader ? nameOf(leader) : 'none'}</dd>
         <dt>Raft term</dt>
-        <dd>{status.raftTerm ?? '0'}</dd>
+        <dd>{term}</dd>
         <dt>Revision</dt>
-        <dd>{status.header.revision ?? '0'}</dd>
+        <dd>{snap.cluster.revision}</dd>
         <dt>Alarms</dt>
-        <dd class={alarms.length ? 'alarm' : ''}>{alarms.length ? alarms.map((a) => `${a.alarm ?? 'NONE'} on ${nameOf(a.memberID)}`).join(', ') : 'none'}</dd>
+        <dd class={alarms.length ? 'alarm' : ''}>{alarms.length ? alarms.map((a) => `${a.alarm} on ${nameOf(a.member_id)}`).join(', ') : 'none'}</dd>
         <dt>Read at</dt>
         <dd>{snap.readAt.toLocaleTimeString()}</dd>
       </dl>
       <table class="members">
-        <caption>
-          {members.length} members. Version, database size and raft index come from the member that answered ({nameOf(status.header.member_id)}).
-        </caption>
+        <caption>{members.length} members, each with the status it gives of itself.</caption>
         <thead>
           <tr>
             <th scope="col">Name</th>
@@ -103,31 +74,41 @@ export function ClusterView(props: { report: Report }) {
             <th scope="col">Client URLs</th>
             <th scope="col">Version</th>
             <th scope="col">DB size (in use)</th>
+            <th scope="col">Raft term</th>
             <th scope="col">Raft index (applied)</th>
           </tr>
         </thead>
         <tbody>
           {members.map((m) => {
-            const self = m.ID === status.header.member_id;
-            const role = m.isLearner ? 'learner' : m.ID === status.leader ? 'leader' : 'follower';
+            const role = m.learner ? 'learner' : m.leader ? 'leader' : 'follower';
+            const s = m.status;
             return (
-              <tr key={m.ID} class={role}>
+              <tr key={m.id} class={role}>
                 <th scope="row">{m.name || '(not started)'}</th>
-                <td>{m.ID}</td>
+                <td>{m.id}</td>
                 <td>
                   <span class={`role ${role}`}>{role}</span>
                 </td>
-                <td>{(m.peerURLs ?? []).join(', ')}</td>
-                <td>{(m.clientURLs ?? []).join(', ')}</td>
-                <td>{self ? status.version : '—'}</td>
-                <td>{self ? `${formatBytes(Number(status.dbSize ?? 0))} (${formatBytes(Number(status.dbSizeInUse ?? 0))})` : '—'}</td>
-                <td>{self ? `${status.raftIndex ?? 0} (${status.raftAppliedIndex ?? 0})` : '—'}</td>
+                <td>{m.peer_urls.join(', ')}</td>
+                <td>{m.client_urls.join(', ')}</td>
+                {s ? (
+                  <>
+                    <td>{s.version}</td>
+                    <td>{`${formatBytes(s.db_size)} (${formatBytes(s.db_size_in_use)})`}</td>
+                    <td>{s.raft_term}</td>
+                    <td>{`${s.raft_index} (${s.raft_applied_index})`}</td>
+                  </>
+                ) : (
+                  <td colSpan={4} class="refused">
+                    no status: {m.status_error}
+                  </td>
+                )}
               </tr>
             );
           })}
         </tbody>
       </table>
-      {status.errors?.length ? <p class="refused">Member errors: {status.errors.join('; ')}</p> : null}
+      {errors.length ? <p class="refused">Member errors: {errors.join('; ')}</p> : null}
     </section>
   );
 }

@@ -3,6 +3,7 @@
 
 import type { KeepAliveHub } from '../../streams/keepalive';
 import type { WatchHub } from '../../streams/watch-hub';
+import { clusterHandlers } from './cluster';
 import { kvHandlers } from './kv';
 import { leaseHandlers } from './leases';
 import { lockHandlers } from './locks';
@@ -24,5 +25,5 @@ export interface V1Settings {
 }
 
 export function v1Handlers(s: V1Settings): Record<string, V1Handler> {
-  return { ...kvHandlers(s), ...leaseHandlers(s), ...lockHandlers(s), ...watchHandlers(s) };
+  return { ...kvHandlers(s), ...leaseHandlers(s), ...lockHandlers(s), ...watchHandlers(s), ...clusterHandlers() };
 }
