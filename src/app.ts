@@ -99,6 +99,10 @@ type StreamRouteFactory = (op: Operation) => Route;
 
 /** The path of a request target: origin form (`/v3/kv/range?x`), or absolute form
  *  (`http://host/v3/kv/range`), which HTTP/1.1 servers must accept too. */
+/** The /v1/ operations the fast lane serves (fast-lane.ts): GET, PUT and DELETE of keys. */
+const LANE_V1_OPERATIONS = new Set(['V1_KvGet', 'V1_KvPut', 'V1_KvDelete']);
+const V1_KV_PREFIX = '/v1/kv/';
+
 function requestPath(target: string): string {
   if (!target.startsWith('/')) {
     try {
@@ -336,7 +340,15 @@ export function buildGateway(opts: AppOptions): Gateway {
           guard?.(req);
           return undefined;
         },
-        record: (route, status, seconds, id) => record(route, 'POST', status, seconds, id),
+        plainRoute: (method, path, search) => {
+          // The /v1/ keys API's reads and writes of one key or prefix; a blocking read (?wait) is
+          // Node's (it holds its connection open for minutes), and so is everything else.
+          if (!path.startsWith(V1_KV_PREFIX) || (search !== '' && new URLSearchParams(search).has('wait'))) return undefined;
+          const match = v1.match(method, path, search);
+          if (!LANE_V1_OPERATIONS.has(match.operationId)) return undefined;
+          return { operationId: match.operationId, serve: (req, res) => serveV1(req, res, match) };
+        },
+        record,
         maxBodyBytes: opts.maxBodyBytes,
       });
       server.on('connection', (socket: Socket) => {

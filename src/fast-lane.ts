@@ -1,6 +1,7 @@
 // The fast lane: plain-HTTP connections are read here first, and the requests that make up nearly all
 // of the gateway's traffic (a POST to a unary API route, with a Content-Length body, nothing unusual in
-// its head) are served without Node's HTTP machinery. Measured: Node's parser, IncomingMessage,
+// its head; and a GET, PUT or DELETE of a /v1/ key, its handler writing through a LaneResponse that
+// stands in for Node's ServerResponse) are served without Node's HTTP machinery. Measured: Node's parser, IncomingMessage,
 // ServerResponse and their events cost a gateway with nothing else to do about 15 % of its throughput
 // (README, Performance).
 //
@@ -23,7 +24,7 @@
 // leaves unread while MAX_PIPELINED answers are owed are not a slow client (their read timeouts start
 // when it reads again).
 
-import http, { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
+import http, { STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { GatewayError, fromGrpcError } from './errors';
@@ -32,21 +33,27 @@ import type { RequestHead } from './api/context';
 import { checkingIntervalMs, closeLingering, requestTimedOut } from './http-server';
 import { IdTable } from './id-table';
 
-/** A route the lane may serve: a unary API operation. */
-export interface LaneRoute {
-  operationId: string;
-  call: UnaryCall;
-}
+/** A route the lane may serve: a unary API operation (a JSON POST, answered with the JSON `call` gives),
+ *  or a /v1/ operation that writes its own answer (`serve`, given a request and a response of the
+ *  lane's own that stand in for Node's: the same handler serves both paths). */
+export type LaneRoute = { operationId: string; call: UnaryCall; serve?: undefined } | { operationId: string; serve: LaneServe; call?: undefined };
+
+/** Serves one request through the parts of IncomingMessage and ServerResponse that LaneRequest and
+ *  LaneResponse have. */
+export type LaneServe = (req: IncomingMessage, res: ServerResponse) => void;
 
 export interface LaneHooks {
   /** The unary API route at a request path (query string removed), if the lane may serve it. */
   route(path: string): LaneRoute | undefined;
+  /** The route of a GET, PUT or DELETE (the /v1/ keys API), given the path and the query as sent, if
+   *  the lane may serve it. */
+  plainRoute?(method: string, path: string, search: string): LaneRoute | undefined;
   /** Whether Node must see this request (e.g. a browser's, when CORS is on). */
   leaveToNode(headers: IncomingHttpHeaders): boolean;
   /** The refusal of a request before its body is looked at (rate limit, who is asking), if any. */
   admit(head: RequestHead): { error: unknown; headers?: Record<string, string> } | undefined;
   /** Called once per request, answered or not (the client gone: 499). */
-  record(operationId: string, status: number, seconds: number, id: string): void;
+  record(operationId: string, method: string, status: number, seconds: number, id: string): void;
   maxBodyBytes: number;
 }
 
@@ -65,16 +72,25 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const VALUE = /^[\t\x20-\x7e]*$/;
 const TARGET = /^\/[\x21-\x7e]*$/;
 const DIGITS = /^[0-9]{1,15}$/;
-/** How every request the lane serves begins. */
-const HEAD_START = Buffer.from('POST /');
+/** How the requests the lane serves begin. */
+const HEAD_STARTS = ['POST /', 'GET /', 'PUT /', 'DELETE /'].map((s) => Buffer.from(s));
+/** The status of an answer that is no answer: its connection is destroyed when its turn comes. */
+const DESTROYED = -1;
+/** A header value that could end a header line: never written by the lane. */
+const LINE_BREAK = /[\r\n]/;
 
 /** Whether `data`, the start of a head not yet complete, may still become one the lane serves: it
  *  begins as one does, and holds only printable ASCII, tabs and CR LF pairs. Anything else (a bare LF,
  *  a TLS ClientHello, binary) would be handed to Node once complete, which it may never be: it goes
  *  to Node now, and Node answers it at once. */
 function mayBecomeLaneHead(data: Buffer): boolean {
-  const start = Math.min(data.length, HEAD_START.length);
-  if (data.compare(HEAD_START, 0, start, 0, start) !== 0) return false;
+  const begins = (start: Buffer): boolean => {
+    const n = Math.min(data.length, start.length);
+    return data.compare(start, 0, n, 0, n) === 0;
+  };
+  const known = HEAD_STARTS.find(begins);
+  if (!known) return false;
+  const start = Math.min(data.length, known.length);
   for (let i = start; i < data.length; i++) {
     const b = data[i];
     if (b === 13) {
@@ -89,14 +105,86 @@ function mayBecomeLaneHead(data: Buffer): boolean {
 /** One request read by the lane, until its answer is written. */
 class Exchange {
   status = 0;
-  text = '';
+  text: string | Buffer = '';
   headers?: Record<string, string>;
+  /** A /v1/ answer's header lines, before Date and Connection (servePlain). */
+  plainHead?: string;
   readonly hangup = new Hangup();
   constructor(
     readonly operationId: string,
+    readonly method: string,
     readonly id: string,
     readonly started: number,
   ) {}
+}
+
+/** The parts of Node's IncomingMessage that a /v1/ handler reads, for a request the lane has read
+ *  whole: the body is `laneBody`, already here (readBody takes it from there). */
+export class LaneRequest {
+  readonly readableEnded = true;
+  constructor(
+    readonly method: string,
+    readonly url: string,
+    readonly headers: IncomingHttpHeaders,
+    readonly socket: Socket,
+    readonly laneBody: Buffer,
+  ) {}
+}
+
+/** The parts of Node's ServerResponse that a /v1/ handler writes with (writeHead, then end), whose
+ *  answer the lane writes in its turn; 'close' is emitted when the client goes before the answer. */
+export class LaneResponse {
+  statusCode = 200;
+  headersSent = false;
+  writableFinished = false;
+  readonly writableLength = 0;
+  private headers: Record<string, string> = {};
+  private onClose?: Array<() => void>;
+
+  constructor(private readonly answered: (status: number, headers: Record<string, string>, body: string | Buffer) => void) {}
+
+  writeHead(status: number, headers?: Record<string, string>): this {
+    this.statusCode = status;
+    if (headers) Object.assign(this.headers, headers);
+    this.headersSent = true;
+    return this;
+  }
+
+  setHeader(name: string, value: string | number): this {
+    this.headers[name] = String(value);
+    return this;
+  }
+
+  end(body?: string | Buffer): this {
+    if (this.writableFinished) return this;
+    this.headersSent = true;
+    this.writableFinished = true;
+    this.answered(this.statusCode, this.headers, body ?? '');
+    return this;
+  }
+
+  on(event: string, listener: () => void): this {
+    if (event === 'close') (this.onClose ??= []).push(listener);
+    return this;
+  }
+
+  once(event: string, listener: () => void): this {
+    return this.on(event, listener);
+  }
+
+  /** A response the handler cannot finish (a problem after the headers): the connection ends. */
+  destroy(): this {
+    this.writableFinished = true;
+    this.answered(DESTROYED, {}, '');
+    return this;
+  }
+
+  /** The client is gone: the handler's etcd calls are cancelled. */
+  gone(): void {
+    const listeners = this.onClose;
+    this.onClose = undefined;
+    for (const l of listeners ?? []) l();
+  }
 }
 
 /** Date header text, made once a second as Node does. */
@@ -115,6 +203,9 @@ function httpDate(): string {
 /** The parsed head of a request the lane serves. */
 interface Head {
   route: LaneRoute;
+  method: string;
+  /** The request target as sent (path and query). */
+  target: string;
   headers: IncomingHttpHeaders;
   /** Bytes of the head, the blank line included. */
   size: number;
@@ -266,7 +357,7 @@ class LaneConnection {
     const now = performance.now();
     for (const ex of this.waiting) {
       ex.hangup.abort();
-      this.lane.hooks.record(ex.operationId, 499, (now - ex.started) / 1000, ex.id);
+      this.lane.hooks.record(ex.operationId, ex.method, 499, (now - ex.started) / 1000, ex.id);
     }
     this.waiting.length = 0;
   }
@@ -345,11 +436,16 @@ class LaneConnection {
     const text = data.toString('latin1', 0, size - 4);
     const lineEnd = text.indexOf('\r\n');
     const requestLine = lineEnd < 0 ? text : text.slice(0, lineEnd);
-    if (!requestLine.startsWith('POST ') || !requestLine.endsWith(' HTTP/1.1')) return undefined;
-    const target = requestLine.slice(5, -9);
+    const space = requestLine.indexOf(' ');
+    const method = requestLine.slice(0, space);
+    if (!requestLine.endsWith(' HTTP/1.1')) return undefined;
+    const target = requestLine.slice(space + 1, -9);
     if (!TARGET.test(target)) return undefined;
     const q = target.indexOf('?');
-    const route = this.lane.hooks.route(q < 0 ? target : target.slice(0, q));
+    const path = q < 0 ? target : target.slice(0, q);
+    let route: LaneRoute | undefined;
+    if (method === 'POST') route = this.lane.hooks.route(path);
+    else if (method === 'GET' || method === 'PUT' || method === 'DELETE') route = this.lane.hooks.plainRoute?.(method, path, q < 0 ? '' : target.slice(q + 1));
     if (!route) return undefined;
     const headers: IncomingHttpHeaders = {};
     let count = 0;
@@ -379,9 +475,12 @@ class LaneConnection {
       headers[key] = value;
       at = next + 2;
     }
-    const length = headers['content-length'];
+    // A POST or PUT carries its body with a Content-Length; a GET or DELETE carries none (Node decides
+    // about one that does).
+    const length = headers['content-length'] ?? (method === 'GET' || method === 'DELETE' ? '0' : undefined);
     if (headers.host === undefined || length === undefined || !DIGITS.test(length)) return undefined;
     const bodySize = Number(length);
+    if (bodySize > 0 && (method === 'GET' || method === 'DELETE')) return undefined;
     if (bodySize > this.lane.hooks.maxBodyBytes) return undefined;
     if (headers['transfer-encoding'] !== undefined || headers.expect !== undefined || headers.upgrade !== undefined) return undefined;
     const encoding = headers['content-encoding'];
@@ -389,15 +488,16 @@ class LaneConnection {
     const connection = headers.connection?.toLowerCase();
     if (connection !== undefined && connection !== 'keep-alive' && connection !== 'close') return undefined;
     if (this.lane.hooks.leaveToNode(headers)) return undefined;
-    return { route, headers, size, bodySize, close: connection === 'close' };
+    return { route, method, target, headers, size, bodySize, close: connection === 'close' };
   }
 
   /** Runs one request; its answer is written when it and every one before it are ready. */
   private serve(head: Head, body: Buffer): void {
     const given = head.headers['x-request-id'];
     const id = (typeof given === 'string' && given.slice(0, 128)) || randomUUID();
-    const ex = new Exchange(head.route.operationId, id, performance.now());
+    const ex = new Exchange(head.route.operationId, head.method, id, performance.now());
     this.waiting.push(ex);
+    if (head.route.serve) return this.servePlain(head, head.route.serve, body, ex);
     const request: RequestHead = { headers: head.headers, socket: this.socket };
     let refused;
     try {
@@ -420,6 +520,37 @@ class LaneConnection {
     );
   }
 
+  /** A /v1/ request: its handler answers through a LaneResponse; its headers are written as given
+   *  (Content-Length is the lane's, and 204 and 304 have no body). */
+  private servePlain(head: Head, serve: LaneServe, body: Buffer, ex: Exchange): void {
+    const res = new LaneResponse((status, headers, text) => {
+      // The header lines as Node's server writes them for this handler: X-Request-Id (set before the
+      // handler runs), then the handler's in its order, with the lane's own Content-Length.
+      const bodyless = status === 204 || status === 304;
+      ex.text = bodyless ? '' : text;
+      const length = `Content-Length: ${typeof text === 'string' ? Buffer.byteLength(text) : text.length}\r\n`;
+      let lines = `X-Request-Id: ${ex.id}\r\n`;
+      let lengthWritten = bodyless;
+      for (const name in headers) {
+        const value = headers[name];
+        if (name.toLowerCase() === 'content-length') {
+          if (!lengthWritten) lines += length;
+          lengthWritten = true;
+        } else if (!LINE_BREAK.test(name) && !LINE_BREAK.test(value)) lines += `${name}: ${value}\r\n`;
+      }
+      ex.plainHead = lengthWritten ? lines : lines + length;
+      // Set last: the answer is ready once it has a status.
+      ex.status = status;
+      this.flush();
+    });
+    ex.hangup.addEventListener('abort', () => res.gone());
+    try {
+      serve(new LaneRequest(head.method, head.target, head.headers, this.socket, body) as unknown as IncomingMessage, res as unknown as ServerResponse);
+    } catch (err) {
+      this.answerError(ex, err);
+    }
+  }
+
   private answerError(ex: Exchange, err: unknown, headers?: Record<string, string>): void {
     const e = err instanceof GatewayError ? err : fromGrpcError(err);
     ex.status = e.httpStatus;
@@ -435,18 +566,33 @@ class LaneConnection {
     if (corked) this.socket.cork();
     while (this.waiting.length > 0 && this.waiting[0].status !== 0) {
       const ex = this.waiting.shift()!;
+      if (ex.status === DESTROYED) {
+        // A handler that could not finish its answer: nothing more can be written on this connection.
+        this.lane.hooks.record(ex.operationId, ex.method, 500, (performance.now() - ex.started) / 1000, ex.id);
+        this.done = true;
+        this.abandon();
+        this.socket.destroy();
+        return;
+      }
       const last = this.waiting.length === 0 && (this.closing || this.lane.stopping) && !this.handingOver;
       let extra = '';
       if (ex.headers) for (const name in ex.headers) extra += `${name}: ${ex.headers[name]}\r\n`;
       const { keepAliveTimeout } = this.lane.server;
       const connection = last ? 'Connection: close\r\n' : `Connection: keep-alive\r\n${keepAliveTimeout ? `Keep-Alive: timeout=${Math.floor(keepAliveTimeout / 1000)}\r\n` : ''}`;
-      const written = this.socket.write(
-        `HTTP/1.1 ${ex.status} ${STATUS_CODES[ex.status] ?? ''}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(ex.text)}\r\n` +
-          `X-Request-Id: ${ex.id}\r\n${extra}Date: ${httpDate()}\r\n${connection}\r\n${ex.text}`,
-      );
+      const fields = ex.plainHead ?? `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(ex.text as string)}\r\nX-Request-Id: ${ex.id}\r\n${extra}`;
+      const head = `HTTP/1.1 ${ex.status} ${STATUS_CODES[ex.status] ?? ''}\r\n${fields}Date: ${httpDate()}\r\n${connection}\r\n`;
+      let written: boolean;
+      if (typeof ex.text === 'string') written = this.socket.write(head + ex.text);
+      else {
+        // A raw value: the head and the bytes leave in one write.
+        if (!corked) this.socket.cork();
+        this.socket.write(head);
+        written = this.socket.write(ex.text);
+        if (!corked) this.socket.uncork();
+      }
       if (!written) this.needDrain = true;
       this.lane.stats.served++;
-      this.lane.hooks.record(ex.operationId, ex.status, (performance.now() - ex.started) / 1000, ex.id);
+      this.lane.hooks.record(ex.operationId, ex.method, ex.status, (performance.now() - ex.started) / 1000, ex.id);
       if (last) this.closing = true;
     }
     if (corked) this.socket.uncork();

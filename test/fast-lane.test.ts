@@ -75,6 +75,63 @@ describe('fast lane', () => {
     assert.match(lane.headers.date, /^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$/);
   });
 
+  it('serves /v1/ key reads and writes itself, each answer as Node’s server writes it, byte for byte', async () => {
+    const put = await fetch(`${gw.url}/v1/kv/lane/v1`, { method: 'PUT', body: 'raw value' });
+    assert.equal(put.status, 201);
+    await fetch(`${gw.url}/v1/kv/lane/bin%ff`, { method: 'PUT', body: Buffer.from([0, 1, 255]) });
+    const rev = JSON.parse(await put.text()).mod_revision as number;
+    const get = (target: string, extra: string[] = []): string => [`GET ${target} HTTP/1.1`, 'Host: x', ...extra, '', ''].join('\r\n');
+    const write = (method: string, target: string, body: string, extra: string[] = []): string =>
+      [`${method} ${target} HTTP/1.1`, 'Host: x', ...extra, `Content-Length: ${Buffer.byteLength(body)}`, '', body].join('\r\n');
+    // Answers that do not change the store, so the same requests give the same answers twice.
+    const requests = [
+      get('/v1/kv/lane/v1'),
+      get('/v1/kv/lane/v1', ['Accept: application/json']),
+      get('/v1/kv/lane/v1', [`If-None-Match: "${rev}"`]),
+      get('/v1/kv/lane/bin%ff'),
+      get('/v1/kv/lane/missing'),
+      get('/v1/kv/lane/?list&keys_only'),
+      get('/v1/kv/lane/v1?bogus=1'),
+      write('PUT', '/v1/kv/lane/v1', 'x', ['If-Match: "1"']),
+      write('PUT', '/v1/kv/lane/v1', 'x', ['If-None-Match: *']),
+      write('DELETE', '/v1/kv/lane/missing', ''),
+      write('DELETE', '/v1/kv/lane/v1', '', ['If-Match: "1"']),
+    ];
+    const c = await connect();
+    const before = served();
+    c.send(requests.join(''));
+    await c.waitAnswers(requests.length);
+    assert.equal(served(), before + requests.length, 'the lane served every one');
+    // A GET the lane does not serve hands the connection to Node: the same requests again, by Node.
+    c.send(get('/healthz'));
+    await c.waitAnswers(requests.length + 1);
+    c.send(requests.join(''));
+    await c.waitAnswers(2 * requests.length + 1);
+    assert.equal(served(), before + requests.length, 'the second round is Node’s');
+    const all = c.answers();
+    const lane = all.slice(0, requests.length);
+    const node = all.slice(requests.length + 1);
+    const statuses = lane.map((a) => a.status);
+    assert.deepEqual(statuses, [200, 200, 304, 200, 404, 200, 400, 412, 412, 404, 412]);
+    lane.forEach((a, i) => {
+      const b = node[i];
+      const what = requests[i].split('\r\n')[0];
+      assert.equal(a.status, b.status, what);
+      assert.deepEqual(a.names, b.names, `${what}: the same headers in the same order`);
+      for (const name of a.names) if (name !== 'date' && name !== 'x-request-id') assert.equal(a.headers[name], b.headers[name], `${what}: ${name}`);
+      assert.equal(a.body, b.body, what);
+    });
+    assert.equal(lane[0].body, 'raw value');
+    assert.equal(lane[3].headers['content-type'], 'application/octet-stream');
+    // A blocking read (?wait) holds its connection for minutes: it is Node's.
+    const waiting = await connect();
+    const beforeWait = served();
+    waiting.send(get(`/v1/kv/lane/v1?wait&after=${rev}&timeout=1`));
+    await waiting.waitAnswers(1, 10_000);
+    assert.equal(waiting.answers()[0].status, 304);
+    assert.equal(served(), beforeWait, '?wait is Node’s');
+  });
+
   it('answers the same as etcd’s gateway, errors included', async () => {
     const requests: Array<[string, object | string]> = [
       ['/v3/kv/range', { key: b64('lane/a') }],

@@ -125,6 +125,9 @@ const unreadBodies = new WeakSet<IncomingMessage>();
 export function readBody(req: IncomingMessage, maxBodyBytes: number): Promise<Buffer> {
   const declared = req.headers['content-length'];
   if (declared !== undefined && Number(declared) > maxBodyBytes) return Promise.reject(BODY_TOO_LARGE(maxBodyBytes));
+  // A request the fast lane read whole carries its body (fast-lane.ts, LaneRequest).
+  const read = (req as { laneBody?: Buffer }).laneBody;
+  if (read) return Promise.resolve(read);
   if (req.readableEnded) return Promise.resolve(Buffer.alloc(0));
   return new Promise((resolve, reject) => {
     let source: Readable;

@@ -166,7 +166,8 @@ export function answersIn(data: Buffer): LoggedAnswer[] {
       names.push(l.slice(0, i).toLowerCase());
       headers[l.slice(0, i).toLowerCase()] = l.slice(i + 1).trim();
     }
-    const length = Number(headers['content-length']);
+    // A 204 or 304 has no body and no Content-Length.
+    const length = status === 204 || status === 304 ? 0 : Number(headers['content-length']);
     if (!Number.isFinite(length) || data.length < end + 4 + length) return out;
     out.push({ status, headers, names, body: data.subarray(end + 4, end + 4 + length).toString('utf8') });
     at = end + 4 + length;
