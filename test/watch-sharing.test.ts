@@ -17,6 +17,9 @@ import { b64, spec, startGateway, type GatewayFixture } from './helpers/gateway'
 import { MessageCodec } from '../src/api/v3/watch';
 import { SharedResponse } from '../src/streams/watch-hub';
 import { TickCork } from '../src/streams/tick-cork';
+import { textFrame } from '../src/streams/websocket';
+// ws's frame parser, the one the ws client reads frames with.
+const Receiver = (WebSocket as unknown as { Receiver: new (opts: { isServer: boolean; maxPayload: number }) => Writable }).Receiver;
 import { startTestEtcd, type TestEtcd } from './harness/etcd';
 import {
   createRequest,
@@ -144,6 +147,26 @@ describe('a shared response encoded once', () => {
         assert.equal(shared.encodedFor(codec, id), direct, `watch_id ${id}: ${JSON.stringify(response).slice(0, 80)}`);
         assert.ok(shared.bytesFor(codec, id).equals(Buffer.from(direct)), `watch_id ${id}: the same bytes`);
       }
+    }
+  });
+});
+
+describe('a shared answer framed once for WebSockets', () => {
+  it("textFrame's frames are what ws's own receiver reads, at every length encoding", async () => {
+    for (const n of [0, 1, 125, 126, 127, 65535, 65536, 200_000]) {
+      const payload = Buffer.alloc(n, 'x');
+      const receiver = new Receiver({ isServer: false, maxPayload: 0 });
+      const got = new Promise<{ data: Buffer; isBinary: boolean }>((resolve, reject) => {
+        receiver.once('message', (data: Buffer, isBinary: boolean) => resolve({ data, isBinary }));
+        receiver.once('error', reject);
+      });
+      // In two pieces, as TCP may deliver it.
+      const frame = textFrame(payload);
+      receiver.write(frame.subarray(0, 3));
+      receiver.write(frame.subarray(3));
+      const { data, isBinary } = await withTimeout(got, 2_000, `a frame of ${n} bytes`);
+      assert.equal(isBinary, false, `${n} bytes: a text frame`);
+      assert.ok(Buffer.from(data).equals(payload), `${n} bytes: the payload`);
     }
   });
 });
@@ -299,6 +322,31 @@ describe('shared watches', () => {
     }
     await waitForAsync(async () => (await stats(gw)).watches === 0, 5_000, () => 'no watch left in the gateway');
     await waitForAsync(async () => (await etcdWatchers(etcd)) === baseline, 5_000, () => 'the last client leaving cancels the etcd watch');
+  });
+
+  it('small and large answers reach every WebSocket client of a shared watch whole (one frame, written to each)', { timeout: 20_000 }, async () => {
+    const sizes = [10, 200, 70_000];
+    const clients = await Promise.all(
+      [0, 1, 2].map(async () => {
+        const ws = new WebSocket(`${gw.wsUrl}/v3/watch`, { perMessageDeflate: false });
+        const messages: Array<{ result?: { created?: boolean; events?: Array<{ kv: { key: string; value: string } }> } }> = [];
+        ws.on('message', (data) => messages.push(JSON.parse(data.toString())));
+        await withTimeout(new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject)), 5_000, 'open');
+        ws.send(JSON.stringify({ create_request: { key: b64('frame/'), range_end: b64('frame0') } }));
+        await waitFor(() => messages.some((m) => m.result?.created), 5_000, () => 'created');
+        return { ws, messages };
+      }),
+    );
+    for (const n of sizes) assert.equal((await gw.post('/v3/kv/put', { key: b64(`frame/${n}`), value: Buffer.alloc(n, 'v').toString('base64') })).status, 200);
+    const events = (c: (typeof clients)[number]) => c.messages.flatMap((m) => m.result?.events ?? []);
+    for (const c of clients) await waitFor(() => events(c).length >= sizes.length, 10_000, () => `${events(c).length} events`);
+    for (const c of clients) {
+      assert.deepEqual(
+        events(c).map((e) => [Buffer.from(e.kv.key, 'base64').toString(), Buffer.from(e.kv.value, 'base64').length]),
+        sizes.map((n) => [`frame/${n}`, n]),
+      );
+      c.ws.close();
+    }
   });
 
   it('answers creates in request order when a later one joins a shared watch at once', { timeout: 20_000 }, async () => {

@@ -50,8 +50,33 @@ interface Session {
 }
 
 /** Sends one text message (as a string, or as its UTF-8 bytes); `continues` marks a message whose
- *  revision goes on in the next one. */
-type Send = (text: string | Buffer, continues?: boolean) => void;
+ *  revision goes on in the next one. `frame` sends a message already framed (textFrame). */
+type Send = ((text: string | Buffer, continues?: boolean) => void) & { frame(frame: Buffer, continues?: boolean): void };
+
+/** A complete WebSocket text frame for `payload` (FIN, opcode 1, unmasked as server frames are, RFC
+ *  6455 §5.2): a shared watch's answer is framed once and the same bytes written to each of its
+ *  sockets, instead of `ws` building a frame per socket and writing header and payload as two buffers.
+ *  Safe beside `ws`'s own writes because per-message deflate is off: `ws` then writes each of its frames
+ *  whole and at once, so frames never interleave. */
+export function textFrame(payload: Buffer): Buffer {
+  const n = payload.length;
+  const head = n < 126 ? 2 : n < 65536 ? 4 : 10;
+  const frame = Buffer.allocUnsafe(head + n);
+  frame[0] = 0x81;
+  if (n < 126) frame[1] = n;
+  else if (n < 65536) {
+    frame[1] = 126;
+    frame.writeUInt16BE(n, 2);
+  } else {
+    frame[1] = 127;
+    frame.writeBigUInt64BE(BigInt(n), 2);
+  }
+  payload.copy(frame, head);
+  return frame;
+}
+
+/** Memo key of a shared answer's frames, by watch_id (SharedResponse.memo). */
+const FRAMES = {};
 
 /** Checks one decoded request of the socket's operation against access control. */
 type Check = (request: GrpcMessage) => GrpcMessage;
@@ -86,7 +111,12 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
       const connection = opts.hub.connect(
         {
           deliver: (r) => send(codec.encodeResult(r), r.fragment === true),
-          deliverShared: (r, watchId) => send(r.bytesFor(codec, watchId), r.response.fragment === true),
+          deliverShared: (r, watchId) => {
+            const frames = r.memo(FRAMES, () => new Map<string, Buffer>());
+            let frame = frames.get(watchId);
+            if (!frame) frames.set(watchId, (frame = textFrame(r.bytesFor(codec, watchId))));
+            send.frame(frame, r.response.fragment === true);
+          },
         },
         md,
       );
@@ -165,20 +195,31 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
     let cut = false;
     let continuing = false;
     const tick = new TickCork(socket);
-    const send: Send = (text, continues = false) => {
-      if (cut || ws.readyState !== ws.OPEN) return;
+    /** Whether a message may be written now; a consumer too slow is cut off. */
+    const writable = (continues: boolean): boolean => {
+      if (cut || ws.readyState !== ws.OPEN) return false;
       // Too slow means earlier messages still wait to be sent; one large answer always goes through.
       if (!continuing && ws.bufferedAmount > opts.sendBufferBytes) {
         cut = true;
         session.close();
         ws.close(CLOSE_SLOW_CONSUMER, slowConsumer(opts.sendBufferBytes).message.slice(0, 120));
         setTimeout(() => ws.terminate(), 10_000).unref();
-        return;
+        return false;
       }
       tick.hold();
-      ws.send(text, { binary: false });
       continuing = continues;
+      return true;
     };
+    const send: Send = Object.assign(
+      (text: string | Buffer, continues = false) => {
+        if (writable(continues)) ws.send(text, { binary: false });
+      },
+      {
+        frame: (frame: Buffer, continues = false) => {
+          if (writable(continues)) socket.write(frame);
+        },
+      },
+    );
     const session = factory(send, md, () => ws.close(1000, 'stream ended'), check);
     ws.on('message', (data, isBinary) => {
       try {
