@@ -1,9 +1,9 @@
 // The fast lane: plain-HTTP connections are read here first, and the requests that make up nearly all
 // of the gateway's traffic (a POST to a unary API route, with a Content-Length body, nothing unusual in
 // its head; and a GET, PUT or DELETE of a /v1/ key, its handler writing through a LaneResponse that
-// stands in for Node's ServerResponse) are served without Node's HTTP machinery. Measured: Node's parser, IncomingMessage,
-// ServerResponse and their events cost a gateway with nothing else to do about 15 % of its throughput
-// (README, Performance).
+// stands in for Node's ServerResponse) are served without Node's HTTP machinery. Measured: Node's
+// parser, IncomingMessage, ServerResponse and their events cost a gateway with nothing else to do
+// about 15 % of its throughput (README, Performance).
 //
 // Anything else is handed to Node's own HTTP server, with the connection, for the rest of the
 // connection's life: the first request that is not plainly one of these (another method or route, a
