@@ -97,12 +97,12 @@ export interface Gateway {
 
 type StreamRouteFactory = (op: Operation) => Route;
 
-/** The path of a request target: origin form (`/v3/kv/range?x`), or absolute form
- *  (`http://host/v3/kv/range`), which HTTP/1.1 servers must accept too. */
 /** The /v1/ operations the fast lane serves (fast-lane.ts): GET, PUT and DELETE of keys. */
 const LANE_V1_OPERATIONS = new Set(['V1_KvGet', 'V1_KvPut', 'V1_KvDelete']);
 const V1_KV_PREFIX = '/v1/kv/';
 
+/** The path of a request target: origin form (`/v3/kv/range?x`), or absolute form
+ *  (`http://host/v3/kv/range`), which HTTP/1.1 servers must accept too. */
 function requestPath(target: string): string {
   if (!target.startsWith('/')) {
     try {

@@ -261,32 +261,16 @@ export class EtcdClient {
    *  for what only that member can say (its Status). No other member is tried. A URL that is one of the
    *  configured endpoints uses its channel; others get a channel of their own, kept for the next ask
    *  (at most MEMBER_CHANNELS of them, the oldest closed first). */
-  async unaryAt<T = Record<string, unknown>>(endpoint: string, service: Service, method: string, request: unknown, opts: Omit<CallOptions, 'idempotent'>): Promise<T> {
-    const started = performance.now();
-    try {
-      const codec = this.definitions.methods.get(`${service}.${method}`);
-      if (!codec) throw new Error(`no gRPC method ${service}.${method}`);
-      let headers: Record<string, string> | undefined;
-      for (const [k, v] of Object.entries((opts.metadata ?? this.gatewayToken)?.getMap() ?? {})) if (typeof v === 'string') (headers ??= {})[k] = v;
-      const deadline = opts.deadline ?? Date.now() + this.options.requestTimeoutMs;
-      const answer = codec.deserialize(await this.channelAt(endpoint).call(codec.path, codec.serialize(request), headers, deadline, opts.signal)) as T;
-      this.observer?.(service, method, 0, (performance.now() - started) / 1000);
-      return answer;
-    } catch (e) {
-      const failure = Object.assign(fromGrpcError(e), { cause: e as UnaryError | undefined });
-      this.observer?.(service, method, failure.code ?? GrpcCode.UNKNOWN, (performance.now() - started) / 1000);
-      throw failure;
-    }
+  unaryAt<T = Record<string, unknown>>(endpoint: string, service: Service, method: string, request: unknown, opts: Omit<CallOptions, 'idempotent'>): Promise<T> {
+    return this.unaryAttempts<T>(service, method, request, { ...opts, idempotent: true, metadata: opts.metadata ?? this.gatewayToken }, endpoint);
   }
 
   private channelAt(endpoint: string): UnaryChannel {
     const url = new URL(endpoint);
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new GatewayError(GrpcCode.INVALID_ARGUMENT, `${endpoint}: not an http(s) URL`);
-    const key = `${url.hostname}:${url.port || (this.secure ? '443' : '80')}`;
-    const configured = this.options.endpoints.findIndex((e) => {
-      const u = new URL(/^[a-z]+:\/\//i.test(e) ? e : `http://${e}`);
-      return `${u.hostname}:${u.port || (this.secure ? '443' : '80')}` === key;
-    });
+    const hostPort = (u: URL): string => `${u.hostname}:${u.port || (this.secure ? '443' : '80')}`;
+    const key = hostPort(url);
+    const configured = this.options.endpoints.findIndex((e) => hostPort(new URL(/^[a-z]+:\/\//i.test(e) ? e : `http://${e}`)) === key);
     if (configured >= 0) return this.channels[configured];
     let channel = this.memberChannels.get(key);
     if (channel) {
@@ -312,7 +296,7 @@ export class EtcdClient {
   /** The attempts of one call: the same request to each member in turn while it is a read or etcd
    *  provably never saw it, within one deadline. One async function for all of it (the request encoded
    *  once): the layers it replaced each cost a promise and a suspension per request. */
-  private async unaryAttempts<T>(service: Service, method: string, request: unknown, opts: CallOptions): Promise<T> {
+  private async unaryAttempts<T>(service: Service, method: string, request: unknown, opts: CallOptions, endpoint?: string): Promise<T> {
     const started = performance.now();
     const deadline = opts.deadline ?? Date.now() + this.options.requestTimeoutMs;
     let lastError: unknown;
@@ -324,6 +308,12 @@ export class EtcdClient {
         for (const [k, v] of Object.entries(opts.metadata.getMap())) if (typeof v === 'string') (headers ??= {})[k] = v;
       }
       const message = codec.serialize(request);
+      if (endpoint !== undefined) {
+        // One member named by its URL (unaryAt): only it is asked; its failure is the answer.
+        const answer = codec.deserialize(await this.channelAt(endpoint).call(codec.path, message, headers, deadline, opts.signal)) as T;
+        this.observer?.(service, method, 0, (performance.now() - started) / 1000);
+        return answer;
+      }
       // Counted from the member asked first: a failure moves `current` on, which must not make the next
       // attempt skip a member (or, with two, ask the failed one again).
       const first = this.current;
@@ -346,7 +336,7 @@ export class EtcdClient {
         }
       }
     } catch (e) {
-      // The request could not be encoded (or named no method): no member was asked.
+      // The request could not be encoded (or named no method), or the one member named failed.
       lastError = e;
     }
     const failure = Object.assign(fromGrpcError(lastError), { cause: lastError as UnaryError | undefined });
