@@ -5,6 +5,8 @@
 // IPC; the parent's clock is the reference (the offset is measured by the parent). Kept apart from
 // the gateway process so the gateway's memory figures hold no client state.
 
+import { createHash, randomBytes } from 'node:crypto';
+import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import WebSocket from 'ws';
 import { EtcdClient } from '../src/etcd/client';
@@ -14,7 +16,7 @@ import { openSseWatcher, type SseWatcher } from './watch-sse';
 export type ClientCommand =
   | { cmd: 'clock'; id: number }
   | { cmd: 'offset'; offsetMs: number }
-  | { cmd: 'open'; id: number; url: string; count: number; prefix: string; concurrency: number; timeoutMs: number; keys: Keys; first: number }
+  | { cmd: 'open'; id: number; url: string; count: number; prefix: string; concurrency: number; timeoutMs: number; keys: Keys; first: number; client: ClientKind }
   | { cmd: 'progress'; id: number }
   | { cmd: 'result'; id: number }
   | { cmd: 'reset'; id: number }
@@ -24,6 +26,11 @@ export type ClientCommand =
 /** `shared`: every watcher watches the prefix (one watch to share); `distinct`: watcher i watches the one
  *  key <prefix>m/<i> and put n goes to key n mod watchers (no two watchers alike). */
 export type Keys = 'shared' | 'distinct';
+
+/** `ws`: each watcher is a `ws` WebSocket; `lean`: a socket of this file's own (LeanSocket), which reads
+ *  the same frames for less CPU, so that on a small machine the clients leave more of it to the server
+ *  they measure. */
+export type ClientKind = 'ws' | 'lean';
 
 export interface WrittenReply {
   type: 'written';
@@ -74,7 +81,8 @@ export interface ResultReply {
 const now = (): number => performance.timeOrigin + performance.now();
 
 interface Watcher {
-  ws: WebSocket;
+  close(): void;
+  terminate(): void;
   created: boolean;
   events: number;
   lastRevision: number;
@@ -98,9 +106,8 @@ function reply(msg: OpenedReply | ProgressReply | ResultReply | WrittenReply | {
   process.send?.(msg);
 }
 
-function onMessage(w: Watcher, data: WebSocket.RawData): void {
+function onMessage(w: Watcher, s: string): void {
   const t = now() - offsetMs;
-  const s = data.toString();
   if (!w.created) {
     if (s.includes('"created":true') && !s.includes('"canceled":true')) w.created = true;
     else errors++;
@@ -162,7 +169,7 @@ async function openSse(url: string, timeoutMs: number): Promise<string | undefin
 function openOne(url: string, create: string, timeoutMs: number): Promise<string | undefined> {
   return new Promise((resolve) => {
     const ws = new WebSocket(url, { perMessageDeflate: false, handshakeTimeout: timeoutMs });
-    const w: Watcher = { ws, created: false, events: 0, lastRevision: 0 };
+    const w: Watcher = { close: () => ws.close(), terminate: () => ws.terminate(), created: false, events: 0, lastRevision: 0 };
     let settled = false;
     const done = (err?: string): void => {
       if (settled) return;
@@ -175,7 +182,7 @@ function openOne(url: string, create: string, timeoutMs: number): Promise<string
     const timer = setTimeout(() => done('no created answer in time'), timeoutMs);
     ws.on('open', () => ws.send(create));
     ws.on('message', (data) => {
-      onMessage(w, data);
+      onMessage(w, data.toString());
       if (w.created) done();
     });
     ws.on('unexpected-response', (_req, res) => done(`upgrade refused: HTTP ${res.statusCode}`));
@@ -184,6 +191,150 @@ function openOne(url: string, create: string, timeoutMs: number): Promise<string
       done(`closed ${code} before created`);
       if (!closing && w.created) closes[code] = (closes[code] ?? 0) + 1;
     });
+  });
+}
+
+const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
+
+/** A client frame (RFC 6455 §5.2: FIN, masked) with a payload under 64 KiB. */
+function maskedFrame(opcode: number, payload: Buffer): Buffer {
+  const head = payload.length < 126 ? 2 : 4;
+  const frame = Buffer.allocUnsafe(head + 4 + payload.length);
+  frame[0] = 0x80 | opcode;
+  if (head === 2) frame[1] = 0x80 | payload.length;
+  else {
+    frame[1] = 0x80 | 126;
+    frame.writeUInt16BE(payload.length, 2);
+  }
+  const mask = randomBytes(4);
+  mask.copy(frame, head);
+  for (let i = 0; i < payload.length; i++) frame[head + 4 + i] = payload[i] ^ mask[i & 3];
+  return frame;
+}
+
+/** The least WebSocket client the bench needs: the opening handshake (its Sec-WebSocket-Accept
+ *  checked), one text message sent, then the server's frames read straight off the socket's chunks:
+ *  text frames to `onText` (as latin1: every byte the bench looks at is ASCII), pings answered, a close
+ *  frame or a lost connection to `onClose` (1006 for the latter). A fragmented or oversized frame is
+ *  reported as an error, not reassembled: the bench's watches ask for neither. */
+class LeanSocket {
+  private pending?: Buffer;
+  private upgraded = false;
+  private closed = false;
+  private readonly socket: net.Socket;
+
+  constructor(
+    url: URL,
+    first: string,
+    private readonly onText: (text: string) => void,
+    private readonly onClose: (code: number, reason: string) => void,
+  ) {
+    const key = randomBytes(16).toString('base64');
+    const accept = createHash('sha1').update(key + WS_GUID).digest('base64');
+    this.socket = net.connect(Number(url.port), url.hostname, () => {
+      this.socket.setNoDelay(true);
+      this.socket.write(
+        `GET ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+          `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+      );
+    });
+    this.socket.on('data', (chunk: Buffer) => {
+      let buf = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
+      this.pending = undefined;
+      if (!this.upgraded) {
+        const end = buf.indexOf('\r\n\r\n');
+        if (end < 0) {
+          this.pending = buf;
+          return;
+        }
+        const head = buf.toString('latin1', 0, end);
+        if (!/^HTTP\/1\.1 101 /.test(head) || !head.toLowerCase().includes(`\r\nsec-websocket-accept: ${accept.toLowerCase()}`)) {
+          return this.fail(1002, `upgrade refused: ${head.split('\r\n')[0]}`);
+        }
+        this.upgraded = true;
+        this.socket.write(maskedFrame(1, Buffer.from(first)));
+        buf = buf.subarray(end + 4);
+      }
+      this.frames(buf);
+    });
+    this.socket.on('error', (err) => this.fail(1006, err.message));
+    this.socket.on('close', () => this.fail(1006, 'connection lost'));
+  }
+
+  private frames(buf: Buffer): void {
+    let at = 0;
+    while (buf.length - at >= 2) {
+      const b0 = buf[at];
+      let len = buf[at + 1] & 0x7f;
+      let head = 2;
+      if (len === 126) {
+        if (buf.length - at < 4) break;
+        len = buf.readUInt16BE(at + 2);
+        head = 4;
+      } else if (len === 127) {
+        if (buf.length - at < 10) break;
+        const big = buf.readBigUInt64BE(at + 2);
+        if (big > 64n * 1024n * 1024n) return this.fail(1009, 'frame over 64 MiB');
+        len = Number(big);
+        head = 10;
+      }
+      if (buf.length - at < head + len) break;
+      const start = at + head;
+      at = start + len;
+      const opcode = b0 & 0x0f;
+      if ((b0 & 0x80) === 0 || opcode === 0) return this.fail(1003, 'fragmented message');
+      if (opcode === 1) this.onText(buf.toString('latin1', start, start + len));
+      else if (opcode === 8) return this.fail(len >= 2 ? buf.readUInt16BE(start) : 1005, buf.toString('utf8', start + 2, start + len));
+      else if (opcode === 9) this.socket.write(maskedFrame(10, buf.subarray(start, start + len)));
+    }
+    if (at < buf.length) this.pending = buf.subarray(at);
+  }
+
+  private fail(code: number, reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.socket.destroy();
+    this.onClose(code, reason);
+  }
+
+  /** Sends a close frame and ends the connection. */
+  close(): void {
+    if (this.closed || !this.upgraded) return this.terminate();
+    const code = Buffer.alloc(2);
+    code.writeUInt16BE(1000);
+    this.socket.end(maskedFrame(8, code));
+  }
+
+  terminate(): void {
+    this.socket.destroy();
+  }
+}
+
+function openLean(url: string, create: string, timeoutMs: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    let settled = false;
+    const done = (err?: string): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (err) socket.terminate();
+      else watchers.push(w);
+      resolve(err);
+    };
+    const socket = new LeanSocket(
+      new URL(url),
+      create,
+      (text) => {
+        onMessage(w, text);
+        if (w.created) done();
+      },
+      (code, reason) => {
+        done(`closed ${code} before created${reason ? `: ${reason}` : ''}`);
+        if (!closing && w.created) closes[code] = (closes[code] ?? 0) + 1;
+      },
+    );
+    const w: Watcher = { close: () => socket.close(), terminate: () => socket.terminate(), created: false, events: 0, lastRevision: 0 };
+    const timer = setTimeout(() => done('no created answer in time'), timeoutMs);
   });
 }
 
@@ -204,7 +355,9 @@ async function open(cmd: Extract<ClientCommand, { cmd: 'open' }>): Promise<void>
     while (next < cmd.count && now() < deadline) {
       const i = next++;
       const timeout = Math.max(1, Math.min(30_000, deadline - now()));
-      const err = cmd.url.startsWith('http') ? await openSse(cmd.url, timeout) : await openOne(cmd.url, createOf(i), timeout);
+      const err = cmd.url.startsWith('http')
+        ? await openSse(cmd.url, timeout)
+        : await (cmd.client === 'lean' ? openLean : openOne)(cmd.url, createOf(i), timeout);
       if (err) {
         failed++;
         errs.set(err, (errs.get(err) ?? 0) + 1);
@@ -284,11 +437,11 @@ async function write(cmd: Extract<ClientCommand, { cmd: 'write' }>): Promise<voi
 
 function closeAll(): void {
   closing = true;
-  for (const w of watchers) w.ws.close();
+  for (const w of watchers) w.close();
   for (const w of sseWatchers) w.watcher.close();
   // Bounded: whatever has not finished its closing handshake by then is cut.
   setTimeout(() => {
-    for (const w of watchers) w.ws.terminate();
+    for (const w of watchers) w.terminate();
     setTimeout(() => process.exit(0), 200);
   }, 3_000);
 }

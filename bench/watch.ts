@@ -8,8 +8,15 @@
 //                                            2: 10,000, one prefix, 10 puts/s; 3: 10,000, one prefix,
 //                                            rising rates until p99 > 1 s; 4: 10,000 on 10,000 keys, 50/s)
 //   npm run bench:watch -- [--watchers 1000] [--rates 50[,100,...]] [--keys shared|distinct]
-//                          [--max-p99-ms M] [--target both|gateway|etcd] [--seconds 10] [--warmup 1]
-//                          [--client-procs K]
+//                          [--max-p99-ms M] [--target both|gateway|etcd|floor|all|<list>] [--seconds 10]
+//                          [--warmup 1] [--client-procs K] [--client lean|ws] [--cpu-profile DIR]
+//
+// --cpu-profile DIR writes a V8 CPU profile of this process (the gateway or the floor) for each measured
+// phase (warm-up included), as <DIR>/<target>-<rate>.cpuprofile (Chrome DevTools opens it).
+//
+// Targets: `gateway` (this one), `etcd` (etcd's gateway), `floor` (bench/watch-floor.ts: the least any
+// WebSocket watch gateway in Node must do, on this machine, with these clients); `both` is gateway,etcd
+// (the default), `all` is all three, or a comma list.
 //
 // Several rates are phases on the same open watchers; with --max-p99-ms the phases stop after the first
 // whose p99 is above it, and the highest rate within it is reported.
@@ -21,8 +28,10 @@
 // and the measured figures are meant to be the steady state (--warmup 0 shows the cold start). Every
 // wait is bounded in time.
 
+import '../src/v8-tuning';
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { Session } from 'node:inspector/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -35,7 +44,8 @@ import { buildGateway, DEFAULT_STREAM_SETTINGS } from '../src/app';
 import { EtcdClient } from '../src/etcd/client';
 import { findEtcdBinary, startEtcd, type EtcdProcess } from '../src/etcd/process';
 import { LatencyHistogram } from './histogram';
-import type { ClientCommand, Keys, OpenedReply, ProgressReply, ResultReply, WrittenReply } from './watch-clients';
+import { startFloorServer, type FloorServer } from './watch-floor';
+import type { ClientCommand, ClientKind, Keys, OpenedReply, ProgressReply, ResultReply, WrittenReply } from './watch-clients';
 import { makeLog, positiveInt, procSample, runMain, sleep } from './setup';
 
 v8.setFlagsFromString('--expose-gc');
@@ -57,6 +67,8 @@ const { values: args } = parseArgs({
     seconds: { type: 'string' },
     warmup: { type: 'string' },
     'client-procs': { type: 'string' },
+    client: { type: 'string' },
+    'cpu-profile': { type: 'string' },
   },
 });
 interface Cell {
@@ -93,12 +105,15 @@ function cellsFromArgs(): Cell[] {
   ];
 }
 
-const TARGET = args.target ?? 'both';
+const CLIENT = (args.client ?? 'lean') as ClientKind;
+if (CLIENT !== 'lean' && CLIENT !== 'ws') throw new Error('--client: lean (the default) or ws');
+const TARGET_NAMES: Record<string, string[]> = { both: ['gateway', 'etcd'], all: ['gateway', 'floor', 'etcd'] };
+const TARGETS = new Set(TARGET_NAMES[args.target ?? 'both'] ?? (args.target ?? '').split(','));
+for (const t of TARGETS) if (!['gateway', 'etcd', 'floor'].includes(t)) throw new Error('--target: both, all, or a comma list of gateway, floor, etcd');
 const SSE_MODE = args.sse ?? 'auto';
 if (!['auto', 'on', 'off'].includes(SSE_MODE)) throw new Error('--sse: auto (cells of at most 1,000 watchers), on or off');
 /** Whether a cell also runs as Server-Sent Events watchers (GET /v1/watch/). */
 const withSse = (cell: Cell): boolean => SSE_MODE === 'on' || (SSE_MODE === 'auto' && cell.watchers <= 1_000);
-if (!['both', 'gateway', 'etcd'].includes(TARGET)) throw new Error('--target: both, gateway or etcd');
 const SECONDS = positiveInt('seconds', args.seconds, 10);
 const WARMUP_SECONDS = args.warmup === '0' ? 0 : positiveInt('warmup', args.warmup, 1);
 const CELLS_TO_RUN = cellsFromArgs();
@@ -211,6 +226,8 @@ interface Phase {
 
 interface ScenarioResult {
   name: string;
+  /** Served from this process (this gateway, the floor): its CPU and memory are this process's. */
+  inProcess: boolean;
   opened: number;
   openErrors: string[];
   openMs: number;
@@ -258,8 +275,26 @@ async function countKeys(client: EtcdClient, prefix: string): Promise<number | u
   }
 }
 
+/** A CPU profile of this process from now until `stop`. */
+async function startProfile(): Promise<{ stop(file: string): Promise<void> }> {
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  return {
+    async stop(file) {
+      const { profile } = await session.post('Profiler.stop');
+      session.disconnect();
+      await mkdir(path.dirname(file), { recursive: true });
+      await writeFile(file, JSON.stringify(profile));
+      log(`CPU profile: ${file}`);
+    },
+  };
+}
+
 async function runScenario(
   name: string,
+  inProcess: boolean,
   url: string,
   prefix: string,
   cell: Cell,
@@ -281,7 +316,7 @@ async function runScenario(
     const opened = await Promise.all(
       clients.map((c, i) =>
         c.ask<OpenedReply>(
-          { cmd: 'open', url, count: shares[i], prefix, concurrency: OPEN_CONCURRENCY, timeoutMs: openTimeout, keys: cell.keys, first: firsts[i] },
+          { cmd: 'open', url, count: shares[i], prefix, concurrency: OPEN_CONCURRENCY, timeoutMs: openTimeout, keys: cell.keys, first: firsts[i], client: CLIENT },
           openTimeout + 10_000,
         ),
       ),
@@ -303,6 +338,7 @@ async function runScenario(
       await sleep(2_000);
       const cpuBefore = await etcdCpu();
       const idlePerMs = (cpuBefore - idleFrom) / (Date.now() - idleStart);
+      const profile = inProcess && args['cpu-profile'] !== undefined ? await startProfile() : undefined;
       const phaseStart = Date.now();
       const ownBefore = process.cpuUsage();
       log(`${name}: phase ${n + 1}/${cell.rates.length}: ${rate} puts/s for ${WARMUP_SECONDS} s (warm-up) + ${SECONDS} s`);
@@ -327,6 +363,7 @@ async function runScenario(
       }
       const cpuAfter = (await etcdCpu()) - idlePerMs * (Date.now() - phaseStart);
       const own = process.cpuUsage(ownBefore);
+      if (profile) await profile.stop(path.join(args['cpu-profile']!, `${name.replace(/\W+/g, '-')}-${rate}.cpuprofile`));
       if (delivered < expected) log(`${name}: ${expected - delivered} events still missing after a ${DRAIN_TIMEOUT_MS / 1000} s drain`);
       const results = await Promise.all(clients.map((c) => c.ask<ResultReply>({ cmd: 'result' }, 30_000)));
       const hist = new LatencyHistogram();
@@ -350,13 +387,13 @@ async function runScenario(
         eventsPerSec: lastRecv > puts.firstSend ? total / ((lastRecv - puts.firstSend) / 1000) : 0,
         hist,
         etcdCpuPerPutMs: (cpuAfter - cpuBefore) / Math.max(1, puts.ok + rate * WARMUP_SECONDS),
-        cpuPerEventUs: (name === 'this gateway' ? (own.user + own.system) / 1000 : cpuAfter - cpuBefore) * 1000 / Math.max(1, total),
+        cpuPerEventUs: (inProcess ? (own.user + own.system) / 1000 : cpuAfter - cpuBefore) * 1000 / Math.max(1, total),
       };
       phases.push(phase);
       log(`${name}: ${rate} puts/s: p50 ${ms(hist.percentile(0.5))}, p99 ${ms(hist.percentile(0.99))}, ${int(total)}/${int(expected)} events`);
       if (cell.maxP99Ms !== undefined && !(hist.percentile(0.99) <= cell.maxP99Ms)) break;
     }
-    return { name, opened: ok, openErrors: opened.flatMap((o) => o.errors), openMs, phases, before, after };
+    return { name, inProcess, opened: ok, openErrors: opened.flatMap((o) => o.errors), openMs, phases, before, after };
   } finally {
     log(`${name}: closing watchers`);
     await Promise.all([...clients, writer].map((w) => w.close()));
@@ -374,11 +411,15 @@ const int = (v: number): string => Math.round(v).toLocaleString('en-US');
 
 function table(results: ScenarioResult[], cell: Cell, etcdVersion: string): string {
   const closes = (p: Phase): string => (Object.keys(p.closes).length ? Object.entries(p.closes).map(([c, n]) => `${n}× ${c}`).join(', ') : '0');
-  const ratio = (a: number, b: number): string => (results.length === 2 && Number.isFinite(a / b) && b > 0 ? `${(a / b).toFixed(2)}x` : '');
+  // The ratio is this gateway's figure over etcd's gateway's, when the run has both.
+  const gw = results.findIndex((r) => r.name === 'this gateway');
+  const etcdGw = results.findIndex((r) => r.name === 'etcd gateway');
+  const withRatio = gw >= 0 && etcdGw >= 0;
+  const ratio = (a: number, b: number): string => (withRatio && Number.isFinite(a / b) && b > 0 ? `${(a / b).toFixed(2)}x` : '');
   type Row = [string, ...string[]];
   const rows: Row[] = [];
   const row = (label: string, values: Array<[string, number]>): void => {
-    rows.push([label, ...values.map(([text]) => text), values.length === 2 ? ratio(values[0][1], values[1][1]) : '']);
+    rows.push([label, ...values.map(([text]) => text), withRatio ? ratio(values[gw][1], values[etcdGw][1]) : '']);
   };
   row('watchers open', results.map((r) => [`${r.opened}/${cell.watchers}`, r.opened]));
   row('time to open them', results.map((r) => [`${(r.openMs / 1000).toFixed(2)} s`, r.openMs]));
@@ -412,25 +453,25 @@ function table(results: ScenarioResult[], cell: Cell, etcdVersion: string): stri
     );
   }
   const mem = (r: ScenarioResult, gateway: boolean): [string, number] => {
-    const [rss, heap] = gateway && r.name === 'this gateway' ? [r.after.nodeRss - r.before.nodeRss, r.after.nodeHeap - r.before.nodeHeap] : [r.after.etcdRss - r.before.etcdRss, r.after.etcdHeap - r.before.etcdHeap];
+    const [rss, heap] = gateway && r.inProcess ? [r.after.nodeRss - r.before.nodeRss, r.after.nodeHeap - r.before.nodeHeap] : [r.after.etcdRss - r.before.etcdRss, r.after.etcdHeap - r.before.etcdHeap];
     return [`${kib(rss, r.opened)} RSS, ${kib(heap, r.opened)} heap`, rss / r.opened];
   };
   row('gateway memory / watcher (a)', results.map((r) => mem(r, true)));
   row(
     'all server RSS / watcher',
     results.map((r) => {
-      const bytes = r.name === 'this gateway' ? r.after.nodeRss - r.before.nodeRss + r.after.etcdRss - r.before.etcdRss : r.after.etcdRss - r.before.etcdRss;
+      const bytes = r.inProcess ? r.after.nodeRss - r.before.nodeRss + r.after.etcdRss - r.before.etcdRss : r.after.etcdRss - r.before.etcdRss;
       return [kib(bytes, r.opened), bytes / r.opened];
     }),
   );
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length), c === 0 ? 0 : 12));
   const cpus = os.cpus();
-  const header = ['', ...results.map((r) => r.name), results.length === 2 ? 'ratio' : ''];
+  const header = ['', ...results.map((r) => r.name), withRatio ? 'ratio' : ''];
   const line = (r: string[]): string => r.map((v, c) => v.padEnd(widths[c])).join('  ').trimEnd();
   const lines = [
     `machine: ${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM; node ${process.version}, etcd ${etcdVersion}`,
     `cell: ${cell.watchers} WebSocket watchers ${cell.keys === 'shared' ? 'on one prefix' : 'each on a key of its own'}, ${cell.rates.join(' / ')} puts/s for ${SECONDS} s each after ${WARMUP_SECONDS} s of unmeasured warm-up puts,`,
-    `      watchers in ${clientProcs(cell.watchers)} client process(es), puts from 1 writer process (gRPC straight to etcd)`,
+    `      watchers in ${clientProcs(cell.watchers)} client process(es) (${CLIENT === 'lean' ? 'a minimal WebSocket reader of the bench\'s own' : 'the ws package'}), puts from 1 writer process (gRPC straight to etcd)`,
     '',
     line(header),
     ...rows.map(line),
@@ -440,7 +481,11 @@ function table(results: ScenarioResult[], cell: Cell, etcdVersion: string): stri
     '       its idle rate measured for 2 s before, / puts.',
     '(a) etcd serves its gateway from its own process: its column is the whole etcd process (gateway + watchers, Go heap).',
     '(b) CPU of the serving process over the phase (warm-up included) / events delivered: this process (gateway and bench)',
-    '    for this gateway, the whole etcd process for etcd\'s gateway.',
+    '    for this gateway and the floor, the whole etcd process for etcd\'s gateway.',
+    ...(results.some((r) => r.name === 'floor')
+      ? ['floor: one etcd watch per distinct watch, each response JSON-encoded and framed once, the same bytes written to',
+         '       every socket (bench/watch-floor.ts): the least a WebSocket watch gateway in Node does, with the same clients.']
+      : []),
     `memory: delta after opening the watchers (after GC: V8 by gc(), Go by pprof ?gc=1), divided by the watchers open.`,
   ];
   const negative = results.reduce((a, r) => a + r.phases.reduce((b, p) => b + p.hist.negative, 0), 0);
@@ -479,6 +524,7 @@ async function main(): Promise<void> {
   let client: EtcdClient | undefined;
   let server: http.Server | undefined;
   let gateway: ReturnType<typeof buildGateway> | undefined;
+  let floor: FloorServer | undefined;
   const overall = setTimeout(() => {
     log(`timed out after ${OVERALL_TIMEOUT_MS / 1000} s; stopping`);
     etcd?.kill('SIGKILL');
@@ -507,21 +553,27 @@ async function main(): Promise<void> {
         const s = gw.hub.stats();
         return s.connections === 0 && s.watches === 0;
       };
-      if (TARGET !== 'etcd') {
-        results.push(await runScenario('this gateway', `ws://127.0.0.1:${port}/v3/watch`, `bench/${n}/gw/`, cell, etcd, client, gatewayIdle));
+      if (TARGETS.has('gateway')) {
+        results.push(await runScenario('this gateway', true, `ws://127.0.0.1:${port}/v3/watch`, `bench/${n}/gw/`, cell, etcd, client, gatewayIdle));
       }
-      if (TARGET !== 'gateway') {
-        results.push(await runScenario('etcd gateway', `ws://127.0.0.1:${etcd.clientPort}/v3/watch`, `bench/${n}/etcd/`, cell, etcd, client, async () => true));
+      if (TARGETS.has('floor')) {
+        floor ??= await startFloorServer(client);
+        const f = floor;
+        results.push(await runScenario('floor', true, `ws://127.0.0.1:${f.port}/v3/watch`, `bench/${n}/floor/`, cell, etcd, client, async () => f.idle()));
+      }
+      if (TARGETS.has('etcd')) {
+        results.push(await runScenario('etcd gateway', false, `ws://127.0.0.1:${etcd.clientPort}/v3/watch`, `bench/${n}/etcd/`, cell, etcd, client, async () => true));
       }
       process.stdout.write(`${table(results, cell, version)}\n\n`);
       // The same watchers as Server-Sent Events, where they all watch one prefix (an SSE URL names one key).
-      if (withSse(cell) && TARGET !== 'etcd' && cell.keys === 'shared') {
-        const sse = await runScenario('this gateway, SSE', `http://127.0.0.1:${port}/v1/watch/bench/${n}/sse/?prefix`, `bench/${n}/sse/`, cell, etcd, client, gatewayIdle);
+      if (withSse(cell) && TARGETS.has('gateway') && cell.keys === 'shared') {
+        const sse = await runScenario('this gateway, SSE', true, `http://127.0.0.1:${port}/v1/watch/bench/${n}/sse/?prefix`, `bench/${n}/sse/`, cell, etcd, client, gatewayIdle);
         process.stdout.write(`${sseTable(results[0], sse, cell)}\n\n`);
       }
     }
   } finally {
     gateway?.close();
+    await floor?.close();
     server?.closeAllConnections();
     await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
     client?.close();

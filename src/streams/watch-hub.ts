@@ -80,8 +80,9 @@ export class SharedResponse {
    *  a form that is not a `WatchFormat` result (the /v1/ streams' SSE and NDJSON). */
   memo<T>(key: object, make: (response: GrpcMessage) => T): T {
     this.made ??= new Map();
-    if (!this.made.has(key)) this.made.set(key, make(this.response));
-    return this.made.get(key) as T;
+    let made = this.made.get(key) as T | undefined;
+    if (made === undefined) this.made.set(key, (made = make(this.response)));
+    return made;
   }
 
   /** The response as `format.encodeResult` writes it for `watchId`, the event encoded once per format:
@@ -130,7 +131,9 @@ type Delivery = SharedResponse | GrpcMessage;
  *  is a member of, or its own catch-up watch. */
 class ClientWatch {
   source?: EtcdWatch;
-  /** The first revision the client still needs: a member skips the shared watch's events before it. */
+  /** The first revision the client still needs: a member skips the shared watch's events before it.
+   *  0n once it has had a whole batch: nothing is left to skip, and every member then points to the one
+   *  0n, so a fan-out to thousands of members does not load a BigInt of each from memory. */
   from = 0n;
   /** Its created answer, once known (null: a place in line with nothing to send); until it is sent,
    *  the client's events wait in `held`. */
@@ -460,6 +463,15 @@ class EtcdWatchStream {
   }
 }
 
+/** One string object for each small watch ID: the IDs of thousands of connections (mostly "0") are
+ *  then one string, not one each, and looking up a shared answer's frame by it reads memory already at
+ *  hand instead of each connection's own copy. */
+const SMALL_IDS = Array.from({ length: 256 }, (_, i) => String(i));
+function interned(id: string): string {
+  const n = Number(id);
+  return Number.isInteger(n) && n >= 0 && n < SMALL_IDS.length && SMALL_IDS[n] === id ? SMALL_IDS[n] : id;
+}
+
 /** The watches of one client connection (an HTTP watch stream or a WebSocket). */
 export class WatchConnection {
   private readonly watches = new Map<string, ClientWatch>();
@@ -564,7 +576,7 @@ export class WatchConnection {
     }
     let id: string;
     if (wanted !== '0') {
-      id = wanted;
+      id = interned(wanted);
       if (this.watches.has(id)) {
         // etcd answers a duplicate ID after creating and dropping the watch: asked of etcd the same way,
         // so the answer carries etcd's header.
@@ -576,7 +588,7 @@ export class WatchConnection {
     } else {
       // Assigned as etcd assigns them on one stream: the lowest free number from a moving counter.
       while (this.watches.has(this.nextId.toString())) this.nextId++;
-      id = this.nextId.toString();
+      id = interned(this.nextId.toString());
       this.nextId++;
     }
     const watch = new ClientWatch(this, id, rest, this.hub.shareKey(this.identity, rest));
@@ -791,6 +803,7 @@ export class WatchHub {
     let shared: SharedResponse[] | undefined;
     for (const watch of etcdWatch.members()) {
       if (first === 0n || watch.from <= first) {
+        if (watch.from !== 0n) watch.from = 0n;
         shared ??= batch.map((m) => new SharedResponse(m));
         for (const r of shared) watch.connection.deliver(watch, r);
         this.eventsDelivered += count;

@@ -20,6 +20,7 @@ import { badRequest, type V1Handler, type V1Request } from './router';
 import { pathBytes } from './params';
 import { prefixRange } from './etcd';
 import type { V1Settings } from './handlers';
+import { Outbox } from '../../streams/outbox';
 
 export const SSE_CONTENT_TYPE = 'text/event-stream';
 export const NDJSON_CONTENT_TYPE = 'application/x-ndjson';
@@ -247,6 +248,8 @@ class WatchStream {
   private readonly req: IncomingMessage;
   private readonly res: ServerResponse;
   private readonly metadata?: grpc.Metadata;
+  /** Paced, coalesced writes (streams/outbox.ts): events and heartbeats go through it, in order. */
+  private readonly outbox: Outbox;
 
   constructor(
     r: V1Request,
@@ -257,6 +260,7 @@ class WatchStream {
   ) {
     this.req = r.req;
     this.res = r.res;
+    this.outbox = new Outbox((data) => this.res.write(data));
     this.metadata = r.metadata;
     this.skip = ask.start?.skip ?? 0;
     this.skipRevision = ask.start?.revision ?? 0n;
@@ -276,11 +280,13 @@ class WatchStream {
     if (this.ended) return;
     this.ended = true;
     for (const t of this.timers) clearInterval(t);
+    this.outbox.close();
     this.connection?.close();
   }
 
   /** Ends the stream after `last` (a compaction, an error): the client must act before it comes back. */
   private finish(last?: WatchMessage): void {
+    this.outbox.flush();
     if (last) this.res.write(frame(this.ask.format, last));
     this.res.end();
     this.stop();
@@ -394,12 +400,12 @@ class WatchStream {
   /** Writes, or cuts off a client that leaves too much unread (it resumes from its last id). */
   private write(text: string | Buffer): void {
     if (this.ended) return;
-    if (this.res.writableLength > this.settings.limits.sendBufferBytes) {
+    if (this.res.writableLength + this.outbox.bytes > this.settings.limits.sendBufferBytes) {
       const cut = problem(429, `gateway: watch consumer too slow: more than ${this.settings.limits.sendBufferBytes} bytes waiting to be sent; resume from the last event id`, { code: GrpcCode.RESOURCE_EXHAUSTED });
       this.finish(errorMessage(cut));
       setTimeout(() => this.res.destroy(), 10_000).unref();
       return;
     }
-    this.res.write(text);
+    this.outbox.push(typeof text === 'string' ? Buffer.from(text) : text);
   }
 }
