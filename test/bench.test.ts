@@ -59,4 +59,30 @@ describe('bench', () => {
     }
     assert.match(out, /errors: none \(every answer was 2xx\)/);
   });
+
+  it('bench:watch runs end to end: this gateway, the floor and etcd\'s gateway, every event delivered in order', { timeout: 180_000 }, async () => {
+    const script = path.resolve(__dirname, '..', 'bench', 'watch.js');
+    const run = async (extra: string[]): Promise<string> => {
+      const args = [script, '--watchers', '40', '--rates', '20', '--seconds', '1', '--sse', 'off', ...extra];
+      const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 150_000);
+      const code = await new Promise<number | null>((resolve) => child.once('close', resolve)).finally(() => clearTimeout(timer));
+      assert.equal(code, 0, out);
+      return out;
+    };
+    const all = await run(['--target', 'all']);
+    assert.match(all, /^ +this gateway +floor +etcd gateway +ratio$/m, all);
+    // 20 puts/s for 1 s, each to all 40 watchers, through each of the three.
+    assert.match(all, /^events expected \/ delivered +800 \/ 800 +800 \/ 800 +800 \/ 800 +1\.00x$/m, all);
+    assert.match(all, /^events out of order +0 +0 +0 *$/m, all);
+    assert.match(all, /^error answers \/ server closes +0 \/ 0 +0 \/ 0 +0 \/ 0/m, all);
+    assert.match(all, /a minimal WebSocket reader of the bench's own/);
+    // The ws package as the client, on keys of their own (no sharing possible).
+    const ws = await run(['--target', 'gateway', '--client', 'ws', '--keys', 'distinct']);
+    assert.match(ws, /watchers in 1 client process\(es\) \(the ws package\)/);
+    assert.match(ws, /^events expected \/ delivered +20 \/ 20 *$/m, ws);
+  });
 });

@@ -17,6 +17,8 @@ import { b64, spec, startGateway, type GatewayFixture } from './helpers/gateway'
 import { MessageCodec } from '../src/api/v3/watch';
 import { SharedResponse } from '../src/streams/watch-hub';
 import { TickCork } from '../src/streams/tick-cork';
+import { Outbox, SLICE_MS } from '../src/streams/outbox';
+import { performance } from 'node:perf_hooks';
 import { textFrame } from '../src/streams/websocket';
 // ws's frame parser, the one the ws client reads frames with.
 const Receiver = (WebSocket as unknown as { Receiver: new (opts: { isServer: boolean; maxPayload: number }) => Writable }).Receiver;
@@ -205,6 +207,91 @@ describe('write coalescing', () => {
     await new Promise((resolve) => setImmediate(resolve));
     assert.deepEqual(a.writes, [3, 1]);
     assert.deepEqual(b.writes, [3]);
+  });
+});
+
+describe('paced outboxes', () => {
+  const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+  it('what waits in an outbox leaves in one write, in order, once the tick is over', async () => {
+    const writes: string[][] = [[], []];
+    const [a, b] = writes.map((w) => new Outbox((data) => w.push(data.toString())));
+    a.push(Buffer.from('a1'));
+    b.push(Buffer.from('b1'));
+    a.push(Buffer.from('a2'));
+    a.push(Buffer.from('a3'));
+    assert.deepEqual(writes, [[], []], 'nothing is written within the tick');
+    await settle();
+    assert.deepEqual(writes, [['a1a2a3'], ['b1']]);
+    b.push(Buffer.from('b2'));
+    await settle();
+    assert.deepEqual(writes[1], ['b1', 'b2'], 'the next tick is another write');
+  });
+
+  it('a message queued while the flusher is behind joins the ones still waiting; written ones get it next', { timeout: 30_000 }, async () => {
+    // Each write takes 20 µs, so 3,000 of them take several slices; the second message comes after
+    // the first slice. The outboxes written in that slice get it in a write of its own, in the next
+    // pass; the others get both messages in one write.
+    const n = 3_000;
+    const writes: string[][] = Array.from({ length: n }, () => []);
+    const outboxes = writes.map(
+      (w) =>
+        new Outbox((data) => {
+          const until = performance.now() + 0.02;
+          while (performance.now() < until);
+          w.push(data.toString());
+        }),
+    );
+    const m1 = Buffer.from('m1');
+    const m2 = Buffer.from('m2');
+    for (const o of outboxes) o.push(m1);
+    let writtenBeforeM2 = -1;
+    setImmediate(() => {
+      writtenBeforeM2 = writes.filter((w) => w.length > 0).length;
+      for (const o of outboxes) o.push(m2);
+    });
+    const deadline = Date.now() + 20_000;
+    while (writes.some((w) => w.join('') !== 'm1m2') && Date.now() < deadline) await settle();
+    assert.ok(writtenBeforeM2 > 0 && writtenBeforeM2 < n, `the first slice wrote some outboxes, not all (${writtenBeforeM2} of ${n}; a slice is ${SLICE_MS} ms)`);
+    for (const [i, w] of writes.entries()) {
+      // First in, first out: the outboxes written before m2 came are the first ones.
+      assert.deepEqual(w, i < writtenBeforeM2 ? ['m1', 'm2'] : ['m1m2'], `outbox ${i}`);
+    }
+  });
+
+  it('flush writes at once; a closed outbox drops what waits and takes nothing more', async () => {
+    const writes: string[] = [];
+    const o = new Outbox((data) => writes.push(data.toString()));
+    o.push(Buffer.from('x'));
+    assert.equal(o.bytes, 1);
+    o.flush();
+    assert.deepEqual(writes, ['x'], 'flushed at once, before a close frame could follow');
+    assert.equal(o.bytes, 0);
+    o.push(Buffer.from('y'));
+    o.close();
+    o.push(Buffer.from('z'));
+    await settle();
+    assert.deepEqual(writes, ['x']);
+    assert.equal(o.bytes, 0);
+  });
+
+  it('tells the writer when the bytes written before ended inside a revision (fragments go through)', async () => {
+    const seen: Array<[string, boolean]> = [];
+    const o = new Outbox((data, afterPartial) => seen.push([data.toString(), afterPartial]));
+    o.push(Buffer.from('f1'), true);
+    await settle();
+    o.push(Buffer.from('f2'), true);
+    await settle();
+    o.push(Buffer.from('f3'), false);
+    await settle();
+    o.push(Buffer.from('next'));
+    await settle();
+    assert.deepEqual(seen, [
+      ['f1', false],
+      ['f2', true],
+      ['f3', true],
+      ['next', false],
+    ]);
   });
 });
 
