@@ -88,10 +88,11 @@ export class Outbox {
    *  `afterPartial` says the bytes written before ended inside a revision. */
   constructor(private readonly write: (data: Buffer, afterPartial: boolean) => void) {}
 
-  /** Queues one message; `continues` marks a message whose revision goes on in the next one. */
-  push(message: Buffer, continues = false): void {
+  /** Queues one message; `continues` marks a message whose revision goes on in the next one (left out
+   *  for a control frame, which may come between two parts of a revision and leaves that as it is). */
+  push(message: Buffer, continues?: boolean): void {
     if (this.closed) return;
-    this.queuedContinues = continues;
+    if (continues !== undefined) this.queuedContinues = continues;
     if (this.first === undefined) this.first = message;
     else (this.rest ??= []).push(message);
     this.bytes += message.length;

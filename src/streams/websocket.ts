@@ -77,6 +77,9 @@ export function textFrame(payload: Buffer): Buffer {
   return frame;
 }
 
+/** A ping with no payload (FIN, opcode 9, length 0): `ws` answers the pong with a 'pong' event. */
+const PING_FRAME = Buffer.from([0x89, 0x00]);
+
 /** Memo key of a shared answer's frames, by watch_id (SharedResponse.memo). */
 const FRAMES = {};
 
@@ -268,7 +271,11 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
         continue;
       }
       alive.set(ws, false);
-      ws.ping();
+      // Through the outbox: paced with the messages and, when some wait, in the same write (a control
+      // frame may come between two messages), instead of one write per socket all in one tick.
+      const outbox = outboxes.get(ws);
+      if (outbox) outbox.push(PING_FRAME);
+      else ws.ping();
     }
   }, opts.pingIntervalMs);
   pinger.unref();
