@@ -38,7 +38,13 @@ function flushSlice(): void {
   while (head < queue.length) {
     const outbox = queue[head];
     queue[head++] = undefined as unknown as Outbox;
-    outbox.flush();
+    try {
+      outbox.flush();
+    } catch (err) {
+      // One connection's failure must not stop the others' writes (nor the process): it is dropped.
+      outbox.close();
+      process.emitWarning(`watch stream write failed; connection dropped: ${(err as Error).message}`);
+    }
     // The clock is read every 16 writes: a write is microseconds, reading the clock is not free.
     if ((++written & 15) === 0 && performance.now() > deadline) break;
   }

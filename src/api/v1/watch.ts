@@ -260,7 +260,9 @@ class WatchStream {
   ) {
     this.req = r.req;
     this.res = r.res;
-    this.outbox = new Outbox((data) => this.res.write(data));
+    this.outbox = new Outbox((data) => {
+      if (!this.res.writableEnded && !this.res.destroyed) this.res.write(data);
+    });
     this.metadata = r.metadata;
     this.skip = ask.start?.skip ?? 0;
     this.skipRevision = ask.start?.revision ?? 0n;
