@@ -166,20 +166,26 @@ async function openSse(url: string, timeoutMs: number): Promise<string | undefin
   return undefined;
 }
 
+/** The end of a watcher's opening, once: kept when created, cut when it failed or ran out of time. */
+function settleOnce(w: Watcher, timeoutMs: number, resolve: (err?: string) => void): (err?: string) => void {
+  let settled = false;
+  const done = (err?: string): void => {
+    if (settled) return;
+    settled = true;
+    clearTimeout(timer);
+    if (err) w.terminate();
+    else watchers.push(w);
+    resolve(err);
+  };
+  const timer = setTimeout(() => done('no created answer in time'), timeoutMs);
+  return done;
+}
+
 function openOne(url: string, create: string, timeoutMs: number): Promise<string | undefined> {
   return new Promise((resolve) => {
     const ws = new WebSocket(url, { perMessageDeflate: false, handshakeTimeout: timeoutMs });
     const w: Watcher = { close: () => ws.close(), terminate: () => ws.terminate(), created: false, events: 0, lastRevision: 0 };
-    let settled = false;
-    const done = (err?: string): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      if (err) ws.terminate();
-      else watchers.push(w);
-      resolve(err);
-    };
-    const timer = setTimeout(() => done('no created answer in time'), timeoutMs);
+    const done = settleOnce(w, timeoutMs, resolve);
     ws.on('open', () => ws.send(create));
     ws.on('message', (data) => {
       onMessage(w, data.toString());
@@ -312,15 +318,8 @@ class LeanSocket {
 
 function openLean(url: string, create: string, timeoutMs: number): Promise<string | undefined> {
   return new Promise((resolve) => {
-    let settled = false;
-    const done = (err?: string): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      if (err) socket.terminate();
-      else watchers.push(w);
-      resolve(err);
-    };
+    const w: Watcher = { close: () => socket.close(), terminate: () => socket.terminate(), created: false, events: 0, lastRevision: 0 };
+    const done = settleOnce(w, timeoutMs, resolve);
     const socket = new LeanSocket(
       new URL(url),
       create,
@@ -333,8 +332,6 @@ function openLean(url: string, create: string, timeoutMs: number): Promise<strin
         if (!closing && w.created) closes[code] = (closes[code] ?? 0) + 1;
       },
     );
-    const w: Watcher = { close: () => socket.close(), terminate: () => socket.terminate(), created: false, events: 0, lastRevision: 0 };
-    const timer = setTimeout(() => done('no created answer in time'), timeoutMs);
   });
 }
 

@@ -15,6 +15,18 @@ function quantiles(samples: number[]): number[] {
   return Array.from({ length: QUANTILES }, (_, k) => sorted[Math.min(sorted.length - 1, Math.floor(((k + 0.5) / QUANTILES) * sorted.length))]);
 }
 
+/** Runs one of the bench scripts to its end (bounded: killed after 150 s); its output, stdout and stderr. */
+async function runBench(script: string, args: string[]): Promise<string> {
+  const child = spawn(process.execPath, [path.resolve(__dirname, '..', 'bench', script), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 150_000);
+  const code = await new Promise<number | null>((resolve) => child.once('close', resolve)).finally(() => clearTimeout(timer));
+  assert.equal(code, 0, out);
+  return out;
+}
+
 describe('bench', () => {
   it('merges rounds reported as quantiles into the distribution of all their requests', () => {
     // A fast round and a slow one of different sizes: the merged p50 and p99 are those of all samples
@@ -38,15 +50,7 @@ describe('bench', () => {
   });
 
   it('runs end to end: every target measured, ratios printed, no failed request', async () => {
-    const script = path.resolve(__dirname, '..', 'bench', 'kv.js');
-    const args = [script, '--workloads', 'range1,put', '--connections', '2', '--seconds', '2', '--workers', '1', '--loader', 'autocannon'];
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
-    const code = await new Promise<number | null>((resolve) => child.once('close', resolve)).finally(() => clearTimeout(timer));
-    assert.equal(code, 0, out);
+    const out = await runBench('kv.js', ['--workloads', 'range1,put', '--connections', '2', '--seconds', '2', '--workers', '1', '--loader', 'autocannon']);
     assert.match(out, /2 rounds of 1 s, targets alternated/);
     for (const w of ['range1', 'put']) {
       // workload, conns, workers, our req/s, p50, p99, etcd-gw req/s, p50, p99, ratio, p99 ratio, CPU, RSS
@@ -61,18 +65,7 @@ describe('bench', () => {
   });
 
   it('bench:watch runs end to end: this gateway, the floor and etcd\'s gateway, every event delivered in order', { timeout: 180_000 }, async () => {
-    const script = path.resolve(__dirname, '..', 'bench', 'watch.js');
-    const run = async (extra: string[]): Promise<string> => {
-      const args = [script, '--watchers', '40', '--rates', '20', '--seconds', '1', '--sse', 'off', ...extra];
-      const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-      const timer = setTimeout(() => child.kill('SIGKILL'), 150_000);
-      const code = await new Promise<number | null>((resolve) => child.once('close', resolve)).finally(() => clearTimeout(timer));
-      assert.equal(code, 0, out);
-      return out;
-    };
+    const run = (extra: string[]): Promise<string> => runBench('watch.js', ['--watchers', '40', '--rates', '20', '--seconds', '1', '--sse', 'off', ...extra]);
     const all = await run(['--target', 'all']);
     assert.match(all, /^ +this gateway +floor +etcd gateway +ratio$/m, all);
     // 20 puts/s for 1 s, each to all 40 watchers, through each of the three.
