@@ -53,7 +53,17 @@ export function invalidArgument(message: string): GatewayError {
   return new GatewayError(GrpcCode.INVALID_ARGUMENT, message);
 }
 
-const PROPOSAL_DROPPED = 'raft proposal dropped';
+/** etcd's answers for a request caught in a leader change or loss. Most of etcd's servers send them as
+ *  UNAVAILABLE; a few (Maintenance.Alarm, among others, in 3.4) pass them on unconverted, as code 2
+ *  (UNKNOWN, a 500). They are an etcd fault that passes, and get the UNAVAILABLE (503) the others get. */
+const TRANSIENT_ETCD_ERRORS = new Set([
+  'raft proposal dropped',
+  'etcdserver: request timed out',
+  'etcdserver: request timed out, possibly due to previous leader failure',
+  'etcdserver: request timed out, possibly due to connection lost',
+  'etcdserver: leader changed',
+  'etcdserver: no leader',
+]);
 
 interface GrpcLikeError {
   code?: unknown;
@@ -67,9 +77,9 @@ export function fromGrpcError(err: unknown): GatewayError {
   const e = (err ?? {}) as GrpcLikeError;
   if (typeof e.code === 'number' && e.code >= 0 && e.code <= 16) {
     const details = typeof e.details === 'string' && e.details ? e.details : String(e.message ?? '');
-    // etcd drops a proposal caught in a leader change and says so with code 2 (UNKNOWN, a 500): an
-    // etcd fault that passes, not an unknown error. It was not applied; the client may try again.
-    if (e.code === GrpcCode.UNKNOWN && details === PROPOSAL_DROPPED) return new GatewayError(GrpcCode.UNAVAILABLE, details);
+    // e.g. etcd drops a proposal caught in a leader change and says so with code 2 (UNKNOWN, a 500): an
+    // etcd fault that passes, not an unknown error.
+    if (e.code === GrpcCode.UNKNOWN && TRANSIENT_ETCD_ERRORS.has(details)) return new GatewayError(GrpcCode.UNAVAILABLE, details);
     return new GatewayError(e.code, describeTransportError(e.code, details));
   }
   return new GatewayError(GrpcCode.INTERNAL, err instanceof Error ? err.message : String(err));

@@ -273,9 +273,15 @@ describe('answers without a gRPC status, and odd ones with', () => {
     assert.deepEqual(await outcome(channel, 5000, '/t/BigStatus'), [GrpcCode.UNKNOWN, 'etcd sent an invalid grpc-status']);
   });
 
-  it('etcd\'s "raft proposal dropped" (code 2, a leader change) reaches clients as a 503, not a 500', () => {
+  it('etcd\'s "raft proposal dropped" and raft timeouts sent as code 2 (a leader change or loss) reach clients as a 503, not a 500', () => {
     const e = fromGrpcError(unaryError(GrpcCode.UNKNOWN, 'raft proposal dropped'));
     assert.deepEqual([e.code, e.httpStatus, e.message], [GrpcCode.UNAVAILABLE, 503, 'raft proposal dropped']);
+    // etcd 3.4's Maintenance.Alarm passes its raft timeouts on as code 2 too (seen with the leader stopped).
+    const t = 'etcdserver: request timed out, possibly due to previous leader failure';
+    const timedOut = fromGrpcError(unaryError(GrpcCode.UNKNOWN, t));
+    assert.deepEqual([timedOut.code, timedOut.httpStatus, timedOut.message], [GrpcCode.UNAVAILABLE, 503, t]);
+    // Other code-2 answers stay what they are.
+    assert.equal(fromGrpcError(unaryError(GrpcCode.UNKNOWN, 'something else')).httpStatus, 500);
     assert.equal(fromGrpcError(unaryError(GrpcCode.UNKNOWN, 'something else')).httpStatus, 500);
   });
 

@@ -19,7 +19,7 @@
 import { performance } from 'node:perf_hooks';
 
 /** How long one slice of the flusher may write before it yields to the event loop. */
-export const SLICE_MS = Number(process.env.SLICE_MS ?? 4);
+export const SLICE_MS = 4;
 
 let queue: Outbox[] = [];
 let head = 0;

@@ -152,7 +152,9 @@ export interface Cluster {
   revision: number;
   leader: string | null;
   members: ClusterMember[];
-  alarms: Array<{ member_id: string; alarm: string }>;
+  /** null: not readable now (no leader); alarms_error says why. */
+  alarms: Array<{ member_id: string; alarm: string }> | null;
+  alarms_error?: string;
 }
 
 export function getCluster(): Promise<Cluster> {

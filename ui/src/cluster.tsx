@@ -59,7 +59,11 @@ export function ClusterView(props: { report: Report }) {
         <dt>Revision</dt>
         <dd>{snap.cluster.revision}</dd>
         <dt>Alarms</dt>
-        <dd class={alarms.length ? 'alarm' : ''}>{alarms.length ? alarms.map((a) => `${a.alarm} on ${nameOf(a.member_id)}`).join(', ') : 'none'}</dd>
+        {alarms ? (
+          <dd class={alarms.length ? 'alarm' : ''}>{alarms.length ? alarms.map((a) => `${a.alarm} on ${nameOf(a.member_id)}`).join(', ') : 'none'}</dd>
+        ) : (
+          <dd class="alarm">unknown: {snap.cluster.alarms_error}</dd>
+        )}
         <dt>Read at</dt>
         <dd>{snap.readAt.toLocaleTimeString()}</dd>
       </dl>

@@ -2,13 +2,14 @@
 // term and index), the leader, and the alarms — what `etcdctl endpoint status --cluster` shows, in one
 // answer. etcd's Status is answered by the member asked, so the gateway asks each member on a client
 // URL of its own, the way etcdctl's --cluster does; a member that does not answer within
-// MEMBER_STATUS_MS is listed with the error instead of holding up the rest.
+// MEMBER_STATUS_MS is listed with the error instead of holding up the rest, and alarms that cannot be
+// read within it (they need a leader) are left out with the reason.
 
 import { fromGrpcError } from '../../errors';
 import { revisionNumber } from './representation';
 import { replyJson, type V1Handler, type V1Request } from './router';
 
-/** How long one member's Status may take before it is reported as not answering. */
+/** How long one member's Status (or the alarm list) may take before it is reported as not answering. */
 export const MEMBER_STATUS_MS = 2_000;
 
 interface Member {
@@ -58,9 +59,14 @@ async function memberStatus(r: V1Request, m: Member): Promise<{ status?: Status;
 async function serveCluster(r: V1Request): Promise<void> {
   r.guard?.(r.req, 'Maintenance_Status', {});
   const opts = { idempotent: true, metadata: r.metadata, signal: r.signal };
+  // The alarms are read through raft: without a leader (a member down, an election) they cannot be, and
+  // that is when the rest of this answer matters most, so they are left out with the reason instead of
+  // failing it. The member list and each member's status need no leader.
   const [list, alarms] = await Promise.all([
     r.etcd.unary<{ header?: { cluster_id?: string }; members?: Member[] }>('Cluster', 'MemberList', {}, opts),
-    r.etcd.unary<{ alarms?: Array<{ memberID?: string; alarm?: string }> }>('Maintenance', 'Alarm', { action: 'GET' }, opts),
+    r.etcd
+      .unary<{ alarms?: Array<{ memberID?: string; alarm?: string }> }>('Maintenance', 'Alarm', { action: 'GET' }, { ...opts, deadline: Date.now() + MEMBER_STATUS_MS })
+      .then((a) => ({ list: a.alarms ?? [] }), (e: unknown) => ({ error: fromGrpcError(e).message })),
   ]);
   const members = list.members ?? [];
   const statuses = await Promise.all(members.map((m) => memberStatus(r, m)));
@@ -93,7 +99,9 @@ async function serveCluster(r: V1Request): Promise<void> {
         ...(status ? { status: statusOf(status) } : { status_error: error ?? 'no answer' }),
       };
     }),
-    alarms: (alarms.alarms ?? []).map((a) => ({ member_id: a.memberID ?? '0', alarm: a.alarm ?? 'NONE' })),
+    ...('list' in alarms
+      ? { alarms: alarms.list.map((a) => ({ member_id: a.memberID ?? '0', alarm: a.alarm ?? 'NONE' })) }
+      : { alarms: null, alarms_error: alarms.error }),
   });
 }
 

@@ -399,10 +399,11 @@ class WatchStream {
     this.finish(errorMessage(problem(503, reason || 'etcd ended the watch', { code: GrpcCode.UNAVAILABLE })));
   }
 
-  /** Writes, or cuts off a client that leaves too much unread (it resumes from its last id). */
+  /** Writes, or cuts off a client that leaves too much unread (it resumes from its last id). What waits
+   *  in the outbox does not count: it waits for the gateway, not for the client. */
   private write(text: string | Buffer): void {
     if (this.ended) return;
-    if (this.res.writableLength + this.outbox.bytes > this.settings.limits.sendBufferBytes) {
+    if (this.res.writableLength > this.settings.limits.sendBufferBytes) {
       const cut = problem(429, `gateway: watch consumer too slow: more than ${this.settings.limits.sendBufferBytes} bytes waiting to be sent; resume from the last event id`, { code: GrpcCode.RESOURCE_EXHAUSTED });
       this.finish(errorMessage(cut));
       setTimeout(() => this.res.destroy(), 10_000).unref();
