@@ -160,7 +160,7 @@ export function buildGateway(opts: AppOptions): Gateway {
   const limits = { maxConnections: streams.maxWatchConnections, sendBufferBytes: streams.sendBufferBytes };
   const metrics = new Metrics({ hub, keepalive });
   opts.etcd.observer = (service, method, code, seconds) => metrics.etcdCall(service, method, code, seconds);
-  const guard = opts.access ? accessGuard(opts.access) : undefined;
+  const guard = opts.access ? accessGuard(opts.access, opts.etcd) : undefined;
   const handlers = handlerTable(
     opts.etcd,
     { hub, keepalive, spec, limits, maxBodyBytes: opts.maxBodyBytes, metrics, guard, watchHeartbeatMs: streams.watchHeartbeatMs },

@@ -11,6 +11,9 @@ export interface RequestContext {
   signal: Cancellation;
   /** The caller's etcd credentials (its auth token), sent with this request only. */
   metadata?: grpc.Metadata;
+  /** With access control: whether the caller may read a key that an answer lists without the request
+   *  having named it (a lease's keys). */
+  readable?: (key: Buffer) => boolean;
 }
 
 const GRPC_METADATA_PREFIX = 'grpc-metadata-';
@@ -53,8 +56,22 @@ export type GrpcMessage = Record<string, unknown>;
 export type RequestHead = Pick<IncomingMessage, 'headers' | 'socket'>;
 
 /** Access control: throws 401 unless the request proves who its client is and, given an operation and
- *  its decoded request, 403 unless that client may do it. Absent: everyone may do everything. */
-export type Guard = (req: RequestHead, operationId?: string, request?: GrpcMessage) => void;
+ *  its decoded request, 403 unless that client may do it. A request that uses a lease can only be
+ *  settled by asking etcd: then the guard answers a promise, which must be awaited before the request
+ *  is sent. Absent: everyone may do everything. */
+export interface Guard {
+  (req: RequestHead, operationId?: string, request?: GrpcMessage): Promise<void> | undefined;
+  /** Whether the request's client may read `key`: answers listing keys the request did not name (a
+   *  lease's keys) show only those. */
+  readable(req: RequestHead, key: Buffer): boolean;
+}
+
+/** Runs access control on a decoded request, and waits for what it must ask etcd: resolved once the
+ *  request may be sent as it is. */
+export async function admit(guard: Guard | undefined, req: RequestHead, operationId: string, request: GrpcMessage): Promise<void> {
+  const asked = guard?.(req, operationId, request);
+  if (asked) await asked;
+}
 
 /** A unary API operation: decoded gRPC request in, gRPC response out. */
 export type UnaryHandler = (request: GrpcMessage, ctx: RequestContext) => Promise<GrpcMessage>;

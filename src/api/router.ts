@@ -241,7 +241,12 @@ export function unaryRoute(
     spec.check(requestName, body);
     const ctx: RequestContext = { etcd, signal, metadata: etcdMetadata(head.headers) };
     const request = decode(requestShape, body);
-    guard?.(head, operation.operationId, request);
+    if (guard) {
+      // The decoded request is what is checked and what is sent: nothing changes it in between.
+      const admitted = guard(head, operation.operationId, request);
+      if (admitted) await admitted;
+      ctx.readable = (key) => guard.readable(head, key);
+    }
     const answer: GrpcMessage = await handler(request, ctx);
     return encode(responseShape, answer);
   };

@@ -109,12 +109,20 @@ function decodeValue(shape: Shape, container: Json | unknown[], key: string | nu
   }
 }
 
-/** A validated request body → the request object the etcd3 gRPC client encodes. */
+/** A validated request body → the request object the etcd3 gRPC client encodes.
+ *
+ *  A zero-length `range_end` is dropped. etcd's gateway (Go's proto3 encoder) never sends an empty
+ *  bytes field, so `"range_end": ""` reaches etcd as no range_end: one key. protobufjs sends a present
+ *  empty field, and etcd's key index reads a present empty end as "no end": the whole keyspace from
+ *  `key` on, for a range, a delete and a compare alike. */
 export function decode(shape: ObjectShape, body: Json, path = ''): Json {
   const out: Json = {};
   for (const key in body) {
     const field = shape.byName.get(key);
-    if (field) out[key] = decodeValue(field.shape, body, key, path);
+    if (!field) continue;
+    const value = decodeValue(field.shape, body, key, path);
+    if (key === 'range_end' && (value as Buffer).length === 0) continue;
+    out[key] = value;
   }
   return out;
 }

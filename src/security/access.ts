@@ -12,7 +12,8 @@ import crypto from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import YAML from 'yaml';
 import { GatewayError, GrpcCode } from '../errors';
-import type { Guard, GrpcMessage, RequestHead } from '../api/context';
+import { etcdMetadata, type Guard, type GrpcMessage, type RequestHead } from '../api/context';
+import type { EtcdClient } from '../etcd/client';
 
 export const RIGHTS = ['read', 'write', 'watch', 'lease', 'lock', 'election', 'admin'] as const;
 export type Right = (typeof RIGHTS)[number];
@@ -32,13 +33,19 @@ export interface Client {
   grants: Grant[];
 }
 
-/** A range of keys a request touches: one key when `end` is undefined; `end` = "\0" means no end. */
+/** A range of keys a request touches, in etcd's terms once normalised: one key when `end` is
+ *  undefined; `end` = "\0" means every key from `key` on. */
 interface KeyRange {
   key: Buffer;
   end?: Buffer;
 }
 
-type Requirement = { right: Right; range?: KeyRange };
+/** What one part of a request needs: a right, on a range of keys (none: a right on no key, as granting a
+ *  lease); or a lease the request attaches a key to, renews or revokes, all of whose keys must lie inside
+ *  the client's write grants (which only etcd can tell: see leaseCheck); or nothing it could be granted. */
+type Requirement = { right: Right; range?: KeyRange; what?: string } | { useLease: string } | { deny: string };
+
+const OPEN_END = Buffer.from([0]);
 
 function prefixEnd(prefix: Buffer): Buffer | undefined {
   const end = Buffer.from(prefix);
@@ -72,56 +79,126 @@ function buf(v: unknown): Buffer {
   return Buffer.isBuffer(v) ? v : Buffer.alloc(0);
 }
 
-function rangeOf(req: GrpcMessage | undefined): KeyRange {
-  return { key: buf(req?.key), end: req?.range_end ? buf(req.range_end) : undefined };
+/** The range etcd acts on for a message with `key` and `range_end`, exactly as etcd reads them. An
+ *  absent `range_end` is one key. A present one of zero length is not: etcd's key index reads a non-nil
+ *  empty end as "no end" for a range, a delete and a compare (the codec never sends one, see
+ *  codec.ts decode, but a check must not depend on that); a watch alone forces it back to one key.
+ *  "\0" is every key from `key` on. */
+export function rangeOf(req: GrpcMessage | undefined, kind: 'kv' | 'watch' = 'kv'): KeyRange {
+  const key = buf(req?.key);
+  const end = req?.range_end;
+  if (end === undefined || end === null) return { key };
+  const e = buf(end);
+  if (e.length === 0) return kind === 'watch' ? { key } : { key, end: OPEN_END };
+  if (e.length === 1 && e[0] === 0) return { key, end: OPEN_END };
+  return { key, end: e };
 }
 
+/** The keys under `name` as a prefix: what etcd's lock and election services create and read. */
 function asPrefix(name: unknown): KeyRange {
   const key = buf(name);
-  return { key, end: prefixEnd(key) ?? Buffer.from([0]) };
+  return { key, end: prefixEnd(key) ?? OPEN_END };
+}
+
+/** A lease a request attaches a key to or acts on; "0" (or absent) is none. */
+function leaseUse(lease: unknown, out: Requirement[]): void {
+  if (lease === undefined || lease === null) return;
+  const id = String(lease);
+  if (id !== '0' && id !== '') out.push({ useLease: id });
+}
+
+function putRequirements(put: GrpcMessage, out: Requirement[]): void {
+  const range = rangeOf({ key: put.key });
+  out.push({ right: 'write', range });
+  // The previous value comes back in the answer: that is a read.
+  if (put.prev_kv === true) out.push({ right: 'read', range, what: `the previous value (prev_kv) of ${describe(range)}` });
+  // A put onto a lease joins its keys: the lease must be one the client may use (no `lease` right is
+  // needed to attach a key: clients put with leases they were given).
+  leaseUse(put.lease, out);
+}
+
+function deleteRequirements(del: GrpcMessage, out: Requirement[]): void {
+  const range = rangeOf(del);
+  out.push({ right: 'write', range });
+  if (del.prev_kv === true) out.push({ right: 'read', range, what: `the previous values (prev_kv) of ${describe(range)}` });
 }
 
 function txnRequirements(txn: GrpcMessage, out: Requirement[]): void {
   for (const c of (txn.compare as GrpcMessage[] | undefined) ?? []) out.push({ right: 'read', range: rangeOf(c) });
   for (const op of [...((txn.success as GrpcMessage[] | undefined) ?? []), ...((txn.failure as GrpcMessage[] | undefined) ?? [])]) {
     if (op.request_range) out.push({ right: 'read', range: rangeOf(op.request_range as GrpcMessage) });
-    if (op.request_put) out.push({ right: 'write', range: rangeOf(op.request_put as GrpcMessage) });
-    if (op.request_delete_range) out.push({ right: 'write', range: rangeOf(op.request_delete_range as GrpcMessage) });
+    if (op.request_put) putRequirements(op.request_put as GrpcMessage, out);
+    if (op.request_delete_range) deleteRequirements(op.request_delete_range as GrpcMessage, out);
     if (op.request_txn) txnRequirements(op.request_txn as GrpcMessage, out);
   }
 }
 
-/** What an operation needs, from its decoded request. */
+/** The key an election call acts on (`leader.key`: etcd's Proclaim puts it, Resign deletes it, both
+ *  only comparing its create revision) must be one of the election's own keys, `<name>/...`. */
+function leaderRequirements(leader: GrpcMessage | undefined, out: Requirement[]): void {
+  const name = buf(leader?.name);
+  out.push({ right: 'election', range: asPrefix(name) });
+  const key = rangeOf({ key: leader?.key });
+  out.push({ right: 'election', range: key });
+  const under = Buffer.concat([name, Buffer.from('/')]);
+  if (key.key.length <= under.length || key.key.compare(under, 0, under.length, 0, under.length) !== 0) {
+    out.push({ deny: `act on ${describe(key)}: leader.key is not a key of election ${JSON.stringify(name.toString('utf8'))} (its keys are "<name>/...")` });
+  }
+}
+
+/** What an operation needs, from its decoded request: every key and range etcd will act on. */
 export function requirements(operationId: string, req: GrpcMessage): Requirement[] {
+  const out: Requirement[] = [];
   switch (operationId) {
     case 'KV_Range':
-      return [{ right: 'read', range: rangeOf(req) }];
+      out.push({ right: 'read', range: rangeOf(req) });
+      return out;
     case 'KV_Put':
+      putRequirements(req, out);
+      return out;
     case 'KV_DeleteRange':
-      return [{ right: 'write', range: rangeOf(req) }];
-    case 'KV_Txn': {
-      const out: Requirement[] = [];
+      deleteRequirements(req, out);
+      return out;
+    case 'KV_Txn':
       txnRequirements(req, out);
       return out;
-    }
     case 'Watch_Watch':
-      return req.create_request ? [{ right: 'watch', range: rangeOf(req.create_request as GrpcMessage) }] : [];
+      if (req.create_request) out.push({ right: 'watch', range: rangeOf(req.create_request as GrpcMessage, 'watch') });
+      return out;
     case 'Lock_Lock':
-      return [{ right: 'lock', range: asPrefix(req.name) }];
+      out.push({ right: 'lock', range: asPrefix(req.name) });
+      leaseUse(req.lease, out);
+      return out;
     case 'Lock_Unlock':
-      return [{ right: 'lock', range: rangeOf(req) }];
+      out.push({ right: 'lock', range: rangeOf({ key: req.key }) });
+      return out;
     case 'Election_Campaign':
+      out.push({ right: 'election', range: asPrefix(req.name) });
+      leaseUse(req.lease, out);
+      return out;
     case 'Election_Leader':
     case 'Election_Observe':
-      return [{ right: 'election', range: asPrefix(req.name) }];
+      out.push({ right: 'election', range: asPrefix(req.name) });
+      return out;
     case 'Election_Proclaim':
+      leaderRequirements(req.leader as GrpcMessage | undefined, out);
+      // etcd's election service keeps leader.lease alive for the call (a session on it).
+      leaseUse((req.leader as GrpcMessage | undefined)?.lease, out);
+      return out;
     case 'Election_Resign':
-      return [{ right: 'election', range: asPrefix((req.leader as GrpcMessage | undefined)?.name) }];
+      leaderRequirements(req.leader as GrpcMessage | undefined, out);
+      return out;
+    case 'Lease_LeaseRevoke':
+    case 'Lease_LeaseKeepAlive':
+      out.push({ right: 'lease' });
+      leaseUse(req.ID, out);
+      return out;
     case 'Auth_Authenticate':
-      return [];
+      return out;
   }
-  if (operationId.startsWith('Lease_')) return [{ right: 'lease' }];
-  return [{ right: 'admin' }];
+  if (operationId.startsWith('Lease_')) out.push({ right: 'lease' });
+  else out.push({ right: 'admin', what: 'the cluster (members, maintenance, auth, compaction)' });
+  return out;
 }
 
 export class AccessControl {
@@ -198,27 +275,78 @@ export class AccessControl {
     throw new GatewayError(GrpcCode.UNAUTHENTICATED, 'gateway: a gateway token (Authorization: Bearer ...) or a known client certificate is required');
   }
 
-  /** Throws 403 (code 7) naming what was refused unless every requirement is granted. */
-  authorize(client: Client, operationId: string, req: GrpcMessage): void {
+  /** Throws 403 (code 7) naming what was refused unless every requirement that the request alone
+   *  settles is granted; returns the leases whose keys must still be checked (see leaseCheck). */
+  authorize(client: Client, operationId: string, req: GrpcMessage): string[] | undefined {
+    let leases: string[] | undefined;
     for (const need of requirements(operationId, req)) {
+      if ('useLease' in need) {
+        (leases ??= []).push(need.useLease);
+        continue;
+      }
+      if ('deny' in need) throw new GatewayError(GrpcCode.PERMISSION_DENIED, `gateway: client "${client.name}" may not ${need.deny}`);
       if (client.grants.some((g) => g.rights.has(need.right) && (!need.range || covers(g, need.range)))) continue;
       const granted = client.grants.filter((g) => g.rights.has(need.right));
-      const what = need.range ? describe(need.range) : 'leases';
+      const what = need.what ?? (need.range ? describe(need.range) : 'leases');
       const prefixes = granted.map((g) => g.label).join(', ') || 'none';
       throw new GatewayError(
         GrpcCode.PERMISSION_DENIED,
         `gateway: client "${client.name}" may not ${need.right} ${what} (its ${need.right} prefixes: ${prefixes})`,
       );
     }
+    return leases;
+  }
+
+  /** Whether a grant gives `right` on `key`. */
+  may(client: Client, right: Right, key: Buffer): boolean {
+    return client.grants.some((g) => g.rights.has(right) && covers(g, { key }));
+  }
+
+  /** A lease is the client's to use (attach a key to, keep alive, revoke) only while every key it holds
+   *  lies inside the client's write grants: revoking deletes them all, renewing keeps them all, and a
+   *  foreign key attached to a client's lease would make it unusable to its owner. A lease etcd does
+   *  not know is left to etcd to refuse. The keys outside are counted, never named: the client may not
+   *  be allowed to read their names. */
+  async leaseCheck(client: Client, ids: string[], timeToLive: (id: string) => Promise<Buffer[] | undefined>): Promise<void> {
+    for (const id of ids) {
+      const keys = await timeToLive(id);
+      if (!keys) continue;
+      let outside = 0;
+      for (const key of keys) if (!this.may(client, 'write', key)) outside++;
+      if (outside === 0) continue;
+      const prefixes = client.grants.filter((g) => g.rights.has('write')).map((g) => g.label).join(', ') || 'none';
+      throw new GatewayError(
+        GrpcCode.PERMISSION_DENIED,
+        `gateway: client "${client.name}" may not use lease ${id}: it holds ${outside} key${outside === 1 ? '' : 's'} outside the client's write prefixes (${prefixes})`,
+      );
+    }
   }
 }
 
-/** The check routes run: who is asking (401) and, given an operation, whether it may (403). */
-export function accessGuard(policy: AccessPolicy): Guard {
-  return (req, operationId, request) => {
-    const client = policy.clientOf(req);
-    if (operationId && request) policy.current.authorize(client, operationId, request);
+/** The keys of a lease, as etcd lists them; undefined when etcd knows no such lease. */
+function leaseKeys(etcd: EtcdClient, req: RequestHead): (id: string) => Promise<Buffer[] | undefined> {
+  return async (id) => {
+    const answer = await etcd.unary<{ TTL?: string; keys?: Buffer[] }>('Lease', 'LeaseTimeToLive', { ID: id, keys: true }, {
+      idempotent: true,
+      metadata: etcdMetadata(req.headers),
+    });
+    return answer.TTL === '-1' ? undefined : (answer.keys ?? []);
   };
+}
+
+/** The check routes run: who is asking (401) and, given an operation, whether it may (403). A request
+ *  that uses a lease is checked against the lease's keys in etcd: the guard then answers a promise. */
+export function accessGuard(policy: AccessPolicy, etcd: EtcdClient): Guard {
+  const guard = (req: RequestHead, operationId?: string, request?: GrpcMessage): Promise<void> | undefined => {
+    const client = policy.clientOf(req);
+    if (!operationId || !request) return undefined;
+    const access = policy.current;
+    const leases = access.authorize(client, operationId, request);
+    return leases ? access.leaseCheck(client, leases, leaseKeys(etcd, req)) : undefined;
+  };
+  return Object.assign(guard, {
+    readable: (req: RequestHead, key: Buffer): boolean => policy.current.may(policy.clientOf(req), 'read', key),
+  });
 }
 
 /** The client a request was identified as, on the request itself (a WeakMap cost an ephemeron entry

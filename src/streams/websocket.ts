@@ -83,8 +83,15 @@ const PING_FRAME = Buffer.from([0x89, 0x00]);
 /** Memo key of a shared answer's frames, by watch_id (SharedResponse.memo). */
 const FRAMES = {};
 
-/** Checks one decoded request of the socket's operation against access control. */
-type Check = (request: GrpcMessage) => GrpcMessage;
+/** Checks one decoded request of the socket's operation against access control: the request back
+ *  when that settles it, or a promise of it when etcd must be asked (a lease's keys). */
+type Check = (request: GrpcMessage) => GrpcMessage | Promise<GrpcMessage>;
+
+/** For sessions whose requests never use a lease (watch, observe): a check that would wait is a bug. */
+function settled(checked: GrpcMessage | Promise<GrpcMessage>): GrpcMessage {
+  if (checked instanceof Promise) throw new Error('access check of this request cannot wait');
+  return checked;
+}
 
 type SessionFactory = (out: Outbox, md: grpc.Metadata | undefined, cutOff: () => void, check: Check) => Session;
 
@@ -138,7 +145,7 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
   const sessions: Record<string, SessionFactory> = {
     '/watch': (out, md, _cutOff, check) => {
       const connection = opts.hub.connect(new WatchSocketSink(opts.codecs.watch, out), md);
-      return { request: (v) => connection.request(check(opts.codecs.watch.decodeRequest(v))), close: () => connection.close() };
+      return { request: (v) => connection.request(settled(check(opts.codecs.watch.decodeRequest(v)))), close: () => connection.close() };
     },
     '/lease/keepalive': (out, md, _cutOff, check) => {
       let closed = false;
@@ -149,8 +156,13 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
       };
       return {
         request(v) {
-          const id = String(check(opts.codecs.keepalive.decodeRequest(v)).ID ?? '0');
-          inOrder(opts.keepalive.renew(id, md).then((a) => opts.codecs.keepalive.encodeResult(a), streamError));
+          const checked = check(opts.codecs.keepalive.decodeRequest(v));
+          // A refusal after etcd was asked is answered in its place in the order, as any other.
+          inOrder(
+            Promise.resolve(checked)
+              .then((request) => opts.keepalive.renew(String(request.ID ?? '0'), md))
+              .then((a) => opts.codecs.keepalive.encodeResult(a), streamError),
+          );
         },
         refuse: (err) => inOrder(Promise.resolve(streamError(err))),
         close: () => (closed = true),
@@ -161,7 +173,7 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
       return {
         request(v) {
           if (call) throw invalidArgument('observe takes one request per socket');
-          const request = check(opts.codecs.observe.decodeRequest(v));
+          const request = settled(check(opts.codecs.observe.decodeRequest(v)));
           call = opts.etcd.serverStream('Election', 'Observe', request, md);
           call.on('data', (m: unknown) => sendText(out, opts.codecs.observe.encodeResult(m as GrpcMessage)));
           call.on('error', (err) => {
@@ -199,8 +211,8 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
       return refuseUpgrade(socket, 400, (err as Error).message);
     }
     const check: Check = (request) => {
-      opts.guard?.(req, operationId, request);
-      return request;
+      const asked = opts.guard?.(req, operationId, request);
+      return asked ? asked.then(() => request) : request;
     };
     wss.handleUpgrade(req, socket, head, (ws) => serve(ws, socket, factory, md, check));
   });

@@ -8,6 +8,7 @@
 import { fromGrpcError } from '../../errors';
 import { revisionNumber } from './representation';
 import { replyJson, type V1Handler, type V1Request } from './router';
+import { admitted } from './etcd';
 
 /** How long one member's Status (or the alarm list) may take before it is reported as not answering. */
 export const MEMBER_STATUS_MS = 2_000;
@@ -57,7 +58,7 @@ async function memberStatus(r: V1Request, m: Member): Promise<{ status?: Status;
 }
 
 async function serveCluster(r: V1Request): Promise<void> {
-  r.guard?.(r.req, 'Maintenance_Status', {});
+  await admitted(r, 'Maintenance_Status', {});
   const opts = { idempotent: true, metadata: r.metadata, signal: r.signal };
   // The alarms are read through raft: without a leader (a member down, an election) they cannot be, and
   // that is when the rest of this answer matters most, so they are left out with the reason instead of

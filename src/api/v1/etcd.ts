@@ -2,7 +2,7 @@
 // strings), and the etcd errors /v1/ answers in HTTP's own terms (410 for a compacted revision).
 
 import { GatewayError, GrpcCode } from '../../errors';
-import type { GrpcMessage } from '../context';
+import { admit, type GrpcMessage } from '../context';
 import type { WatchHub } from '../../streams/watch-hub';
 import type { EtcdKeyValue } from './representation';
 import { problem, ProblemError } from './problem';
@@ -30,6 +30,12 @@ export interface TxnResponse {
  *  Only reads may be sent again to another member. */
 export function call<T>(r: V1Request, service: 'KV' | 'Lease' | 'Lock', method: string, request: GrpcMessage, idempotent: boolean, deadline?: number): Promise<T> {
   return r.etcd.unary<T>(service, method, request, { idempotent, signal: r.signal, metadata: r.metadata, deadline });
+}
+
+/** Access control on a request in the form it is sent to etcd (403 unless granted; resolved once it
+ *  may be sent). */
+export function admitted(r: V1Request, operationId: string, request: GrpcMessage): Promise<void> {
+  return admit(r.guard, r.req, operationId, request);
 }
 
 /** The end of the range of keys under `prefix` (etcd's prefix convention); "\0" (no end) for a prefix

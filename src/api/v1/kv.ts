@@ -6,7 +6,7 @@ import { isUtf8 } from 'node:buffer';
 import type { WatchHub } from '../../streams/watch-hub';
 import type { GrpcMessage } from '../context';
 import { readBody } from '../router';
-import { call, prefixRange, readFailure, type RangeResponse, type ResponseHeader, type TxnResponse } from './etcd';
+import { admitted, call, prefixRange, readFailure, type RangeResponse, type ResponseHeader, type TxnResponse } from './etcd';
 import { decodeToken, encodeToken, listOptions, type ListOptions } from './paging';
 import { duration, etag, flag, integer, leaseId, pathBytes, precondition, type Precondition } from './params';
 import { problem, ProblemError } from './problem';
@@ -61,8 +61,9 @@ function wantsJson(r: V1Request): boolean {
 
 /** Waits until a key or range has a change after `after` (true), or `timeoutMs` passes (false), on the
  *  shared watch hub: one watch, no polling. A compacted `after` is a 410. */
-function changeAfter(r: V1Request, hub: WatchHub, range: { key: Buffer; range_end?: Buffer }, after: number, timeoutMs: number): Promise<boolean> {
-  r.guard?.(r.req, 'Watch_Watch', { create_request: range });
+async function changeAfter(r: V1Request, hub: WatchHub, range: { key: Buffer; range_end?: Buffer }, after: number, timeoutMs: number): Promise<boolean> {
+  const create = { ...range, start_revision: String(after + 1) };
+  await admitted(r, 'Watch_Watch', { create_request: create });
   return new Promise((resolve, reject) => {
     let settled = false;
     const finish = (changed: boolean, err?: unknown): void => {
@@ -96,7 +97,7 @@ function changeAfter(r: V1Request, hub: WatchHub, range: { key: Buffer; range_en
       },
       r.metadata,
     );
-    connection.request({ create_request: { ...range, start_revision: String(after + 1) } });
+    connection.request({ create_request: create });
   });
 }
 
@@ -122,7 +123,7 @@ async function waited(r: V1Request, { hub, maxWatchConnections }: KvSettings, ra
 
 async function getKey(r: V1Request, s: KvSettings): Promise<void> {
   const key = keyOf(r);
-  r.guard?.(r.req, 'KV_Range', { key });
+  await admitted(r, 'KV_Range', { key });
   for (const name of ['limit', 'keys_only', 'count_only', 'sort', 'continue']) if (r.query.has(name)) throw badRequest(`query parameter ${name}: only with ?list`);
   if (!(await waited(r, s, { key }))) return;
   const revision = integer(r.query, 'revision', { min: 1 });
@@ -150,7 +151,8 @@ async function getKey(r: V1Request, s: KvSettings): Promise<void> {
 async function list(r: V1Request, s: KvSettings): Promise<void> {
   const prefix = pathBytes(r.params.key, 'key');
   const full = prefixRange(prefix);
-  r.guard?.(r.req, 'KV_Range', full);
+  // Checked at once (a refused listing waits for nothing), and again below in the form sent.
+  await admitted(r, 'KV_Range', full);
   if (!(await waited(r, s, full))) return;
   const opts: ListOptions = listOptions(r.query);
   const limit = integer(r.query, 'limit', { min: 1, max: LIST_MAX_LIMIT, fallback: LIST_DEFAULT_LIMIT }) ?? LIST_DEFAULT_LIMIT;
@@ -173,6 +175,7 @@ async function list(r: V1Request, s: KvSettings): Promise<void> {
     sort_target: opts.sortTarget,
     sort_order: opts.sortOrder,
   };
+  await admitted(r, 'KV_Range', request);
   let answer: RangeResponse;
   try {
     answer = await call<RangeResponse>(r, 'KV', 'Range', request, true);
@@ -199,7 +202,8 @@ type TxnResult = NonNullable<TxnResponse['responses']>[number];
 async function writeOnce(r: V1Request, key: Buffer, cond: Precondition | 'absent' | undefined, write: GrpcMessage): Promise<{ created: boolean; answer: TxnResponse; result?: TxnResult }> {
   if (cond === undefined) {
     const put = write.request_put as GrpcMessage;
-    r.guard?.(r.req, 'KV_Put', { key });
+    // Checked as asked; the gateway's own prev_kv (to tell 201 from 200) shows the client nothing.
+    await admitted(r, 'KV_Put', put);
     const answer = await call<{ header?: ResponseHeader; prev_kv?: EtcdKeyValue | null }>(r, 'KV', 'Put', { ...put, prev_kv: true }, false);
     return { created: !answer.prev_kv, answer, result: { response_put: answer } };
   }
@@ -208,7 +212,7 @@ async function writeOnce(r: V1Request, key: Buffer, cond: Precondition | 'absent
   else if (cond.any) compare = { key, target: 'Version', result: 'Greater', version: '0' };
   else compare = { key, target: 'Mod', result: 'Equal', mod_revision: cond.revision };
   const txn = { compare: [compare], success: [write], failure: [{ request_range: { key, keys_only: true } }] };
-  r.guard?.(r.req, 'KV_Txn', txn);
+  await admitted(r, 'KV_Txn', txn);
   const answer = await call<TxnResponse>(r, 'KV', 'Txn', txn, false);
   if (!answer.succeeded) {
     const current = answer.responses?.[0]?.response_range?.kvs?.[0];
@@ -244,12 +248,12 @@ async function putKey(r: V1Request, s: KvSettings): Promise<void> {
   if (r.query.has('ttl') && r.query.has('lease')) throw badRequest('query parameters ttl and lease: use one (ttl grants a new lease, lease attaches an existing one)');
   const ttl = integer(r.query, 'ttl', { min: 1, max: MAX_LEASE_TTL });
   let lease = r.query.has('lease') ? leaseId(r.query.get('lease') ?? '', 'query parameter lease') : undefined;
-  if (prev) r.guard?.(r.req, 'KV_Range', { key });
+  // Checked before the body is read, and again as sent (writeOnce).
+  await admitted(r, 'KV_Put', { key, prev_kv: prev });
   const value = await readBody(r.req, s.maxBodyBytes);
   let granted: string | undefined;
   if (ttl !== undefined) {
-    // Refused writes never reach etcd's lease table: the write is checked for access first.
-    r.guard?.(r.req, 'KV_Put', { key });
+    // Refused writes never reach etcd's lease table: the write was checked for access first.
     granted = lease = (await grant(r, ttl)).id;
   }
   let result;
@@ -275,7 +279,6 @@ async function deleteKey(r: V1Request): Promise<void> {
   const key = keyOf(r);
   const cond = writeCondition(r);
   if (cond === 'absent') throw badRequest('header If-None-Match: not with DELETE (use If-Match)');
-  if (prev) r.guard?.(r.req, 'KV_Range', { key });
   const del = { request_delete_range: { key, prev_kv: prev } };
   let header: ResponseHeader | undefined;
   let deleted: { deleted?: string; prev_kvs?: EtcdKeyValue[] } | undefined;
@@ -284,7 +287,7 @@ async function deleteKey(r: V1Request): Promise<void> {
     header = answer.header;
     deleted = result?.response_delete_range;
   } else {
-    r.guard?.(r.req, 'KV_DeleteRange', { key });
+    await admitted(r, 'KV_DeleteRange', del.request_delete_range);
     const answer = await call<{ header?: ResponseHeader; deleted?: string; prev_kvs?: EtcdKeyValue[] }>(r, 'KV', 'DeleteRange', del.request_delete_range, false);
     header = answer.header;
     deleted = answer;
@@ -304,8 +307,7 @@ async function deletePrefix(r: V1Request, prev: boolean): Promise<void> {
     throw badRequest('headers If-Match / If-None-Match: not with ?prefix (they name one key\'s revision)');
   }
   const request = { ...prefixRange(prefix), prev_kv: prev };
-  if (prev) r.guard?.(r.req, 'KV_Range', request);
-  r.guard?.(r.req, 'KV_DeleteRange', request);
+  await admitted(r, 'KV_DeleteRange', request);
   const answer = await call<{ header?: ResponseHeader; deleted?: string; prev_kvs?: EtcdKeyValue[] }>(r, 'KV', 'DeleteRange', request, false);
   const rev = headerRevision(answer.header);
   const body: Record<string, unknown> = { revision: rev, deleted: revisionNumber(answer.deleted) };

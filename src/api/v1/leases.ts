@@ -5,7 +5,7 @@ import type { KeepAliveHub } from '../../streams/keepalive';
 import { GatewayError, GrpcCode } from '../../errors';
 import { parseJson, JsonSyntaxError } from '../../json/parse';
 import { readBody } from '../router';
-import { call } from './etcd';
+import { admitted, call } from './etcd';
 import { integer, leaseId } from './params';
 import { problem, ProblemError } from './problem';
 import { revisionNumber } from './representation';
@@ -54,7 +54,7 @@ async function grantTtl(r: V1Request, maxBodyBytes: number): Promise<number> {
 
 /** Grants a lease of `ttl` seconds: its ID in decimal and the TTL etcd granted. */
 export async function grant(r: V1Request, ttl: number): Promise<{ id: string; ttl: number }> {
-  r.guard?.(r.req, 'Lease_LeaseGrant', {});
+  await admitted(r, 'Lease_LeaseGrant', {});
   const answer = await call<{ ID: string; TTL: string }>(r, 'Lease', 'LeaseGrant', { TTL: String(ttl) }, false);
   return { id: answer.ID, ttl: revisionNumber(answer.TTL) };
 }
@@ -72,18 +72,22 @@ export function leaseHandlers(s: { keepalive: KeepAliveHub; maxBodyBytes: number
       replyJson(r, 201, granted, { Location: `/v1/leases/${granted.id}` });
     },
     async V1_LeaseList(r) {
-      r.guard?.(r.req, 'Lease_LeaseLeases', {});
+      await admitted(r, 'Lease_LeaseLeases', {});
       const answer = await call<{ leases?: Array<{ ID: string }> }>(r, 'Lease', 'LeaseLeases', {}, true);
       replyJson(r, 200, { leases: (answer.leases ?? []).map((l) => ({ id: l.ID })) });
     },
     async V1_LeaseGet(r) {
       const id = leaseId(r.params.id, 'path parameter id');
-      r.guard?.(r.req, 'Lease_LeaseTimeToLive', {});
-      const answer = await call<TimeToLive>(r, 'Lease', 'LeaseTimeToLive', { ID: id, keys: true }, true);
+      const request = { ID: id, keys: true };
+      await admitted(r, 'Lease_LeaseTimeToLive', request);
+      const answer = await call<TimeToLive>(r, 'Lease', 'LeaseTimeToLive', request, true);
       if (answer.TTL === '-1') throw leaseGone(id);
       const keys: string[] = [];
       const binary: string[] = [];
+      // Only the keys the client may read are listed (access control's lease rule).
+      const guard = r.guard;
       for (const k of answer.keys ?? []) {
+        if (guard && !guard.readable(r.req, k)) continue;
         if (isUtf8(k)) keys.push(k.toString('utf8'));
         else binary.push(k.toString('base64'));
       }
@@ -93,7 +97,7 @@ export function leaseHandlers(s: { keepalive: KeepAliveHub; maxBodyBytes: number
     },
     async V1_LeaseKeepAlive(r) {
       const id = leaseId(r.params.id, 'path parameter id');
-      r.guard?.(r.req, 'Lease_LeaseKeepAlive', {});
+      await admitted(r, 'Lease_LeaseKeepAlive', { ID: id });
       const answer = await s.keepalive.renew(id, r.metadata);
       const ttl = revisionNumber(answer.TTL as string | undefined);
       if (ttl <= 0) throw leaseGone(id);
@@ -101,7 +105,7 @@ export function leaseHandlers(s: { keepalive: KeepAliveHub; maxBodyBytes: number
     },
     async V1_LeaseRevoke(r) {
       const id = leaseId(r.params.id, 'path parameter id');
-      r.guard?.(r.req, 'Lease_LeaseRevoke', {});
+      await admitted(r, 'Lease_LeaseRevoke', { ID: id });
       try {
         await call(r, 'Lease', 'LeaseRevoke', { ID: id }, false);
       } catch (err) {

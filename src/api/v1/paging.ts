@@ -3,7 +3,9 @@
 // snapshot however the keys change meanwhile (and 410 once that revision is compacted, as Kubernetes
 // answers). A token is bound to its prefix and options: with others it is a 400. It is opaque to
 // clients (base64url JSON) and holds only what they could read anyway, so it is not signed; a
-// replica reading it needs nothing but etcd.
+// replica reading it needs nothing but etcd. Nothing in it is trusted: the range a page reads is
+// derived from the request's own prefix, the token giving only a position strictly inside it, and the
+// listing checks access on the range it then sends (kv.ts).
 
 import { prefixRange } from './etcd';
 import { flag } from './params';
@@ -88,14 +90,25 @@ export function decodeToken(token: string, prefix: Buffer, opts: ListOptions): {
   if (!Buffer.from(body.p, 'base64').equals(prefix)) throw badRequest('query parameter continue: the token was made for another prefix');
   if (body.o !== opts.binding) throw badRequest('query parameter continue: the token was made with other options (keys_only, count_only, serializable, sort)');
   const range = { ...full };
-  if (body.k !== undefined) range.key = Buffer.from(body.k, 'base64');
-  if (body.e !== undefined) range.range_end = Buffer.from(body.e, 'base64');
-  // The page must lie inside the prefix: a token cannot widen what the listing reads.
-  const inside = Buffer.compare(range.key, full.key) >= 0 && (isEndless(full.range_end) || Buffer.compare(range.range_end, full.range_end) <= 0);
-  if (!inside || (body.k !== undefined && !isEndless(full.range_end) && Buffer.compare(range.key, full.range_end) > 0)) {
-    throw badRequest('query parameter continue: not a continue token of this API');
+  // The position must lie strictly inside the prefix's range: a token cannot widen what the listing
+  // reads. Ascending, the next page starts at k in [start, end); descending, it ends before e in
+  // (start, end] — and e is a key, never "" or "\0", which etcd reads as "no end".
+  if (body.k !== undefined) {
+    const k = Buffer.from(body.k, 'base64');
+    if (Buffer.compare(k, full.key) < 0 || (!isEndless(full.range_end) && Buffer.compare(k, full.range_end) >= 0)) throw notOurs();
+    range.key = k;
+  }
+  if (body.e !== undefined) {
+    const e = Buffer.from(body.e, 'base64');
+    if (e.length === 0 || isEndless(e) || Buffer.compare(e, full.key) <= 0) throw notOurs();
+    if (!isEndless(full.range_end) && Buffer.compare(e, full.range_end) > 0) throw notOurs();
+    range.range_end = e;
   }
   return { revision: body.r, range };
+}
+
+function notOurs(): Error {
+  return badRequest('query parameter continue: not a continue token of this API');
 }
 
 function isEndless(end: Buffer): boolean {

@@ -18,7 +18,7 @@ import { problem, sendProblem, type Problem } from './problem';
 import { revisionNumber, textOrBase64, v1KeyValue, type EtcdKeyValue } from './representation';
 import { badRequest, type V1Handler, type V1Request } from './router';
 import { pathBytes } from './params';
-import { prefixRange } from './etcd';
+import { admitted, prefixRange } from './etcd';
 import type { V1Settings } from './handlers';
 import { Outbox } from '../../streams/outbox';
 
@@ -215,7 +215,7 @@ async function startIsCompacted(r: V1Request, create: GrpcMessage): Promise<bool
  */
 async function serveWatch(r: V1Request, key: Buffer, settings: WatchSettings): Promise<void> {
   const ask = readAsk(r.req, r.query, key);
-  r.guard?.(r.req, 'Watch_Watch', { create_request: ask.create });
+  await admitted(r, 'Watch_Watch', { create_request: ask.create });
   const { hub, limits } = settings;
   if (hub.stats().connections >= limits.maxConnections) {
     throw new GatewayError(GrpcCode.RESOURCE_EXHAUSTED, `gateway: too many watch connections (limit ${limits.maxConnections})`);

@@ -7,7 +7,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Operation } from '../openapi';
-import { etcdMetadata, type Guard } from '../context';
+import { admit, etcdMetadata, type Guard } from '../context';
 import { readJsonSequence, sendError, stampRequestId, type Route } from '../router';
 import { streamError, type MessageCodec } from './watch';
 import type { KeepAliveHub } from '../../streams/keepalive';
@@ -28,11 +28,10 @@ export function keepAliveRoute(operation: Operation, keepalive: KeepAliveHub, co
       let metadata: ReturnType<typeof etcdMetadata>;
       try {
         const values = await readJsonSequence(req, maxBodyBytes);
-        ids = values.map((v, i) => {
-          const request = codec.decodeRequest(v, values.length > 1 ? `request ${i + 1}` : '');
-          guard?.(req, operation.operationId, request);
-          return String(request.ID ?? '0');
-        });
+        const requests = values.map((v, i) => codec.decodeRequest(v, values.length > 1 ? `request ${i + 1}` : ''));
+        // Every request is checked before any lease is renewed: a refused one refuses the whole body.
+        for (const request of requests) await admit(guard, req, operation.operationId, request);
+        ids = requests.map((request) => String(request.ID ?? '0'));
         metadata = etcdMetadata(req.headers);
       } catch (err) {
         sendError(res, err);
@@ -76,7 +75,7 @@ export function serverStreamRoute(
         const values = await readJsonSequence(req, maxBodyBytes);
         if (values.length > 1) throw invalidArgument(`${operation.path} takes one request, got ${values.length}`);
         request = codec.decodeRequest(values[0] ?? {});
-        guard?.(req, operation.operationId, request);
+        await admit(guard, req, operation.operationId, request);
         metadata = etcdMetadata(req.headers);
       } catch (err) {
         sendError(res, err);

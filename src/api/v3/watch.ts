@@ -3,7 +3,7 @@
 // codec serves the WebSocket transport (streams/websocket.ts).
 
 import type { ApiSpec, Operation } from '../openapi';
-import { etcdMetadata, type GrpcMessage, type Guard } from '../context';
+import { admit, etcdMetadata, type GrpcMessage, type Guard } from '../context';
 import { decode, encode, normalizeNames } from '../../codec/codec';
 import type { ObjectShape } from '../../codec/shape';
 import { GatewayError, GrpcCode, httpStatusFromGrpcCode, invalidArgument, fromGrpcError } from '../../errors';
@@ -79,7 +79,7 @@ export function watchRoute(operation: Operation, hub: WatchHub, codec: MessageCo
         const values = await readJsonSequence(req, maxBodyBytes);
         // Every request is checked before any reaches etcd: a bad one refuses the whole body.
         requests = values.map((v, i) => codec.decodeRequest(v, values.length > 1 ? `request ${i + 1}` : ''));
-        for (const r of requests) guard?.(req, operation.operationId, r);
+        for (const r of requests) await admit(guard, req, operation.operationId, r);
         if (hub.stats().connections >= limits.maxConnections) throw tooManyConnections(limits.maxConnections);
         metadata = etcdMetadata(req.headers);
       } catch (err) {
