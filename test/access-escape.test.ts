@@ -97,26 +97,25 @@ describe('access control holds against a hostile client with a valid token', () 
   });
 
   it('refuses a forged /v1/ continue token that would widen the listing', async () => {
-    const token = (body: object): string => Buffer.from(JSON.stringify(body)).toString('base64url');
-    const forged = [
-      token({ v: 1, p: b64('billing/'), o: '000:key:asc', r: 1_000_000, e: 'AA==' }),
-      token({ v: 1, p: b64('billing/'), o: '000:key:asc', r: 1_000_000, e: '' }),
-      token({ v: 1, p: b64('billing/'), o: '000:key:desc', r: 1_000_000, e: 'AA==' }),
-      token({ v: 1, p: b64('billing/'), o: '000:key:desc', r: 1_000_000, e: '' }),
-      token({ v: 1, p: b64('billing/'), o: '000:key:desc', r: 1_000_000, e: b64('zzz') }),
-      token({ v: 1, p: b64('billing/'), o: '000:key:asc', r: 1_000_000, k: b64('secret/') }),
-      token({ v: 1, p: b64('billing/'), o: '000:key:asc', r: 1_000_000, k: b64('a') }),
-      token({ v: 1, p: b64('billing/'), o: '000:key:asc', r: 1_000_000, k: '' }),
-    ];
     const head = await send(gw.url, '/v1/kv/billing/a', undefined, { method: 'GET', ...as('billtok') });
-    const rev = head.headers.get('x-etcd-revision');
-    for (const t0 of forged) {
-      const t = t0.replace('1000000', String(rev));
-      for (const sort of ['', '&sort=key:desc']) {
-        const answer = await send(gw.url, `/v1/kv/billing/?list&continue=${t}${sort}`, undefined, { method: 'GET', ...as('billtok') });
-        assert.ok(answer.status === 400 || answer.status === 403, `${unb64(t0)}${sort}: ${answer.status} ${answer.text}`);
-        assert.ok(!leaks(answer.text), answer.text);
-      }
+    const r = Number(head.headers.get('x-etcd-revision'));
+    const p = b64('billing/');
+    const forged = [
+      { v: 1, p, o: '000:key:asc', r, e: 'AA==' },
+      { v: 1, p, o: '000:key:asc', r, e: '' },
+      { v: 1, p, o: '000:key:desc', r, e: 'AA==' },
+      { v: 1, p, o: '000:key:desc', r, e: '' },
+      { v: 1, p, o: '000:key:desc', r, e: b64('zzz') },
+      { v: 1, p, o: '000:key:asc', r, k: b64('secret/') },
+      { v: 1, p, o: '000:key:asc', r, k: b64('a') },
+      { v: 1, p, o: '000:key:asc', r, k: '' },
+    ];
+    for (const body of forged) {
+      const t = Buffer.from(JSON.stringify(body)).toString('base64url');
+      const sort = body.o.endsWith('desc') ? '&sort=key:desc' : '';
+      const answer = await send(gw.url, `/v1/kv/billing/?list&continue=${t}${sort}`, undefined, { method: 'GET', ...as('billtok') });
+      assert.ok(answer.status === 400 || answer.status === 403, `${JSON.stringify(body)}: ${answer.status} ${answer.text}`);
+      assert.ok(!leaks(answer.text), answer.text);
     }
     // Real tokens still page, both ways.
     for (const sort of ['', '&sort=key:desc']) {
