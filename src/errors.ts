@@ -65,6 +65,31 @@ const TRANSIENT_ETCD_ERRORS = new Set([
   'etcdserver: no leader',
 ]);
 
+/** Ordinary conditions that etcd's lock and election services report as code 2 (UNKNOWN, a 500): a
+ *  500 means the gateway or etcd is failing, so they get the code of what they are. etcd's message is
+ *  kept. (etcd's own gateway answers them with 500; listed in the README's differences.) */
+const ORDINARY_ETCD_ERRORS = new Map<string, number>([
+  // Election_Leader (and Observe's first answer) when nobody campaigns.
+  ['election: no leader', GrpcCode.NOT_FOUND],
+  // Proclaim with a leader key or revision that is not the leader's.
+  ['election: not leader', GrpcCode.FAILED_PRECONDITION],
+  // A campaign or lock on a lease that does not exist (expired or revoked); etcd's KV and lease
+  // services already say it with code 5.
+  ['etcdserver: requested lease not found', GrpcCode.NOT_FOUND],
+  // Proclaim or resign without a leader key.
+  ['"leader" field must be provided', GrpcCode.INVALID_ARGUMENT],
+  // etcd auth on and no token: the maintenance, lock and election services pass the auth store's
+  // error on unconverted; the KV service says the same with code 3.
+  ['auth: user name is empty', GrpcCode.INVALID_ARGUMENT],
+  ['etcdserver: user name is empty', GrpcCode.INVALID_ARGUMENT],
+  ['auth: invalid auth token', GrpcCode.UNAUTHENTICATED],
+  ['auth: permission denied', GrpcCode.PERMISSION_DENIED],
+  ['etcdserver: permission denied', GrpcCode.PERMISSION_DENIED],
+  // A campaign or lock whose lease expired while it waited.
+  ['election: session expired', GrpcCode.NOT_FOUND],
+  ['mutex: session is expired', GrpcCode.NOT_FOUND],
+]);
+
 interface GrpcLikeError {
   code?: unknown;
   details?: unknown;
@@ -80,6 +105,8 @@ export function fromGrpcError(err: unknown): GatewayError {
     // e.g. etcd drops a proposal caught in a leader change and says so with code 2 (UNKNOWN, a 500): an
     // etcd fault that passes, not an unknown error.
     if (e.code === GrpcCode.UNKNOWN && TRANSIENT_ETCD_ERRORS.has(details)) return new GatewayError(GrpcCode.UNAVAILABLE, details);
+    const ordinary = e.code === GrpcCode.UNKNOWN ? ORDINARY_ETCD_ERRORS.get(details) : undefined;
+    if (ordinary !== undefined) return new GatewayError(ordinary, details);
     return new GatewayError(e.code, describeTransportError(e.code, details));
   }
   return new GatewayError(GrpcCode.INTERNAL, err instanceof Error ? err.message : String(err));

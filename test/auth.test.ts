@@ -180,7 +180,7 @@ describe('etcd auth through the gateway is etcd gateway auth', () => {
     await d.same('/v3/kv/compaction', { revision: 2 });
   });
 
-  it('refused without a token the way etcd refuses them: hash, defragment, lock, election (500 / code 2)', async () => {
+  it('refused without a token with etcd\'s message: hash, defragment, lock, election (400 / code 3, as etcd\'s KV says it; etcd\'s gateway: 500 / code 2)', async () => {
     await d.same('/v3/lease/grant', { TTL: 60, ID: 9003 });
     for (const [path, body] of [
       ['/v3/maintenance/hash', {}],
@@ -189,9 +189,7 @@ describe('etcd auth through the gateway is etcd gateway auth', () => {
       ['/v3/election/leader', { name: b64('el') }],
       ['/v3/election/campaign', { name: b64('el'), lease: 9003, value: b64('v') }],
     ] as const) {
-      const { ours } = await d.same(path, body);
-      assert.equal(ours.status, 500, ours.text);
-      assert.equal(ours.body.code, 2);
+      await d.differs(path, body, { status: 400, code: 3 });
     }
     // With the token they work.
     const lock = await d.same('/v3/lock/lock', { name: b64('lk'), lease: 9003 }, { headers: asRoot });
@@ -264,12 +262,14 @@ describe('etcd auth through the gateway is etcd gateway auth', () => {
     await d.same('/v3/lease/revoke', { ID: 9004 });
   });
 
-  it('a snapshot without a token or with a bad one: etcd\'s stream error envelope, 500', async () => {
-    const refusals: Headers[] = [{}, { Authorization: 'bogus.token' }];
-    for (const headers of refusals) {
-      const { theirs, ours } = await d.both('/v3/maintenance/snapshot', {}, { headers });
+  it('a snapshot without a token or with a bad one: etcd\'s stream error envelope with etcd\'s message, 400 / 401 (etcd\'s gateway: 500)', async () => {
+    const refusals: Array<[Headers, number, number]> = [[{}, 400, 3], [{ Authorization: 'bogus.token' }, 401, 16]];
+    for (const [headers, status, code] of refusals) {
+      const theirs = await d.call(d.sides.etcd, '/v3/maintenance/snapshot', {}, headers);
+      const ours = await d.call(d.sides.ours, '/v3/maintenance/snapshot', {}, headers);
       assert.equal(theirs.status, 500);
-      assert.equal(ours.text, theirs.text);
+      assert.equal(ours.status, status, ours.text);
+      assert.deepEqual(ours.body, { error: { ...theirs.body.error, grpc_code: code, http_code: status, http_status: status === 400 ? 'Bad Request' : 'Unauthorized' } });
     }
     const withToken = await d.both('/v3/maintenance/snapshot', {}, { headers: asRoot });
     assert.equal(withToken.ours.status, 200);

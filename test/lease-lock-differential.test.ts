@@ -260,7 +260,7 @@ describe('lease, cluster, maintenance, auth, lock and election answers are ident
     for (const [path, body] of steps) await same(path, body);
   });
 
-  it('lock: a lease\'s key, re-entrant for the same lease, unlock, unlock of a key not held, errors 500 / code 2', async () => {
+  it('lock: a lease\'s key, re-entrant for the same lease, unlock, unlock of a key not held, an unknown lease 404 (etcd: 500)', async () => {
     await same('/v3/lease/grant', { TTL: 60, ID: 7001 });
     const { ours } = await same('/v3/lock/lock', { name: b64('lk2'), lease: 7001 });
     assert.equal(Buffer.from(ours.body.key, 'base64').toString(), 'lk2/1b59');
@@ -271,7 +271,7 @@ describe('lease, cluster, maintenance, auth, lock and election answers are ident
     await same('/v3/kv/range', { key: b64('lk2/'), range_end: b64('lk20') });
     await same('/v3/lock/unlock', { key: b64('never/held') });
     await same('/v3/lock/unlock', {});
-    await same('/v3/lock/lock', { name: b64('lk3'), lease: 99999 });
+    await d.differs('/v3/lock/lock', { name: b64('lk3'), lease: 99999 }, { status: 404, code: 5 });
     await same('/v3/lock/lock', { lease: 7001 });
     await same('/v3/lock/unlock', { key: b64('/1b59') });
     await same('/v3/lease/revoke', { ID: 7001 });
@@ -309,10 +309,10 @@ describe('lease, cluster, maintenance, auth, lock and election answers are ident
     await same('/v3/lease/revoke', (s) => ({ ID: session[s.side] }));
   });
 
-  it('election: no leader 500, campaign, leader, proclaim, proclaim by a wrong leader 500, resign twice, errors', async () => {
+  it('election: no leader 404 (etcd: 500), campaign, leader, proclaim, proclaim by a wrong leader 412 (etcd: 500), resign twice, errors', async () => {
     await same('/v3/lease/grant', { TTL: 60, ID: 8001 });
     const name = b64('el1');
-    await same('/v3/election/leader', { name });
+    await d.differs('/v3/election/leader', { name }, { status: 404, code: 5 });
     const leader = {} as Record<Side, unknown>;
     await same('/v3/election/campaign', { name, lease: 8001, value: b64('cand1') }, (v, s) => {
       leader[s.side] = v.leader;
@@ -321,13 +321,13 @@ describe('lease, cluster, maintenance, auth, lock and election answers are ident
     await same('/v3/election/leader', { name });
     await same('/v3/election/proclaim', (s) => ({ leader: leader[s.side], value: b64('cand1-v2') }));
     await same('/v3/election/leader', { name });
-    await same('/v3/election/proclaim', (s) => ({ leader: { ...(leader[s.side] as object), key: b64('el1/9999') }, value: b64('x') }));
-    await same('/v3/election/proclaim', { value: b64('x') });
+    await d.differs('/v3/election/proclaim', (s) => ({ leader: { ...(leader[s.side] as object), key: b64('el1/9999') }, value: b64('x') }), { status: 412, code: 9 });
+    await d.differs('/v3/election/proclaim', { value: b64('x') }, { status: 400, code: 3 });
     await same('/v3/election/resign', (s) => ({ leader: leader[s.side] }));
     await same('/v3/election/resign', (s) => ({ leader: leader[s.side] }));
-    await same('/v3/election/resign', {});
-    await same('/v3/election/leader', { name });
-    await same('/v3/election/campaign', { name: b64('el2'), lease: 424242, value: b64('v') });
+    await d.differs('/v3/election/resign', {}, { status: 400, code: 3 });
+    await d.differs('/v3/election/leader', { name }, { status: 404, code: 5 });
+    await d.differs('/v3/election/campaign', { name: b64('el2'), lease: 424242, value: b64('v') }, { status: 404, code: 5 });
     await same('/v3/lease/revoke', { ID: 8001 });
   });
 });

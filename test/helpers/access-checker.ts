@@ -516,10 +516,7 @@ export async function runAccessCheck(opts: { seed?: number; files?: number; clie
           else report.allowed++;
           if (g.allowed === true && refused) violate(`${client.name} ${g.op}: refused what its grants allow: ${JSON.stringify(answer.messages).slice(0, 300)}`);
           if (g.allowed === false && !refused && answer.status < 500) violate(`${client.name} ${g.op}: not refused (status ${answer.status}) though its grants do not allow it: ${JSON.stringify(answer.messages).slice(0, 300)}`);
-          // etcd's own gateway answers an election without a leader with 500 (code 2); issue 23 makes
-          // those 404/412. Every other 5xx is a fault of the gateway.
-          const knownFiveHundred = /"election: (no|not) leader"/.test(JSON.stringify(answer.messages));
-          if (answer.status >= 500 && !knownFiveHundred) violate(`${client.name} ${g.op}: answered ${answer.status}: ${JSON.stringify(answer.messages).slice(0, 300)}`);
+          if (answer.status >= 500) violate(`${client.name} ${g.op}: answered ${answer.status}: ${JSON.stringify(answer.messages).slice(0, 300)}`);
           if (answer.status >= 200 && answer.status < 300) {
             const strings: string[] = answer.raw !== undefined ? [answer.raw] : [];
             const walk = (v: unknown): void => {

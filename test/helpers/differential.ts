@@ -108,6 +108,19 @@ export class Differential {
     return { theirs, ours };
   }
 
+  /** A documented difference: etcd's gateway answers a 500 (code 2) for an ordinary condition, and
+   *  this one the code of what it is, with etcd's message. Both must keep their side of it. */
+  async differs(path: string, body: PerSide<Body>, expected: { status: number; code: number }): Promise<{ theirs: Answer; ours: Answer }> {
+    const theirs = await this.call(this.sides.etcd, path, body);
+    const ours = await this.call(this.sides.ours, path, body);
+    const what = describeRequest(path, body);
+    assert.equal(theirs.status, 500, `${what}: etcd's gateway: ${theirs.text}`);
+    assert.equal(theirs.body.code, 2, `${what}: etcd's gateway: ${theirs.text}`);
+    assert.equal(ours.status, expected.status, `${what}: ours: ${ours.text}`);
+    assert.deepEqual(ours.body, { error: theirs.body.error, message: theirs.body.message, code: expected.code }, `${what}: etcd's message, our code`);
+    return { theirs, ours };
+  }
+
   /** The same request to both; the answers must be the same JSON once normalized and identity masked. */
   async same(path: string, body: PerSide<Body>, opts: RequestOptions = {}): Promise<{ theirs: Answer; ours: Answer }> {
     const answers = await this.both(path, body, opts);
