@@ -16,7 +16,7 @@ import { checkRequests, hardenServer, serverOptions } from './http-server';
 import { AccessPolicy } from './security/access';
 import { EtcdClient, type EtcdTlsOptions } from './etcd/client';
 import { isWorker, runPrimary, workerMetrics } from './workers';
-import { ensureEtcdBinary, EtcdMissingError, startEmbeddedEtcd, type EtcdProcess } from './etcd/process';
+import { DataDirInUseError, ensureEtcdBinary, EtcdMissingError, EtcdStartError, portIsFree, startEmbeddedEtcd, type EtcdProcess } from './etcd/process';
 
 /** A PEM file named by a setting; unreadable or not PEM: a ConfigError naming the setting and the path. */
 function readPem(setting: string, file: string, kind: 'certificate' | 'key'): Buffer {
@@ -120,6 +120,11 @@ async function main(): Promise<void> {
   }
   const log = pino({ level: config.logLevel });
 
+  // A port in use is said at once, before an embedded etcd starts (a second `npm start` in one checkout).
+  if (!isWorker() && config.port !== 0 && !(await portIsFree(config.port, config.host))) {
+    process.stderr.write(`gateway failed to start: port ${config.port} on ${config.host} is in use (another gateway running?): stop it, or start this one with PORT=<another port>\n`);
+    process.exit(1);
+  }
   let embedded: EtcdProcess | undefined;
   let endpoints = config.endpoints;
   // Workers get the endpoints (the embedded etcd's too) from the primary, in ETCD_ENDPOINTS.
@@ -135,7 +140,16 @@ async function main(): Promise<void> {
       throw e;
     }
     const dataDir = path.resolve(config.dataDir);
-    embedded = await startEmbeddedEtcd({ bin, dataDir, log: (msg) => log.info(msg) });
+    try {
+      embedded = await startEmbeddedEtcd({ bin, dataDir, log: (msg) => log.info(msg) });
+    } catch (e) {
+      // The cause in the first line (the log tail of etcd follows); a stack trace would only hide it.
+      if (e instanceof DataDirInUseError || e instanceof EtcdStartError) {
+        process.stderr.write(`gateway failed to start: ${e.message}\n`);
+        process.exit(1);
+      }
+      throw e;
+    }
     endpoints = [embedded.clientUrl];
   }
 

@@ -102,10 +102,13 @@ describe('KV input', () => {
     });
 
     it('refuses invalid base64 with the offset etcd reports', async () => {
-      await refused('/v3/kv/range', { key: '!!notbase64' }, '/key: illegal base64 data at input byte 0');
-      await refused('/v3/kv/range', { key: 'Zm8' }, '/key: illegal base64 data at input byte 0');
-      await refused('/v3/kv/put', { key: 'Zm9v', value: 'Zm9v-_' }, '/value: illegal base64 data at input byte 4');
-      await refused('/v3/kv/txn', { compare: [{ key: 'Zm9v', target: 'VALUE', value: 'Zg=' }] }, '/compare/0/value: illegal base64 data at input byte 3 (checked as a VALUE compare)');
+      const hint = (text: string): string => ` (bytes are base64 in /v3/: the text "${text}" is "${b64(text)}"; the /v1/ API takes raw keys and values)`;
+      await refused('/v3/kv/range', { key: '!!notbase64' }, `/key: illegal base64 data at input byte 0${hint('!!notbase64')}`);
+      await refused('/v3/kv/range', { key: 'Zm8' }, `/key: illegal base64 data at input byte 0${hint('Zm8')}`);
+      await refused('/v3/kv/put', { key: 'Zm9v', value: 'Zm9v-_' }, `/value: illegal base64 data at input byte 4${hint('Zm9v-_')}`);
+      await refused('/v3/kv/txn', { compare: [{ key: 'Zm9v', target: 'VALUE', value: 'Zg=' }] }, `/compare/0/value: illegal base64 data at input byte 3${hint('Zg=')} (checked as a VALUE compare)`);
+      // What a newcomer sends first: the key as text.
+      await refused('/v3/kv/put', { key: 'foo', value: 'YmFy' }, `/key: illegal base64 data at input byte 0 (bytes are base64 in /v3/: the text "foo" is "Zm9v"; the /v1/ API takes raw keys and values)`);
     });
 
     it('refuses wrong types, fractions, exponents and out-of-range integers', async () => {

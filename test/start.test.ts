@@ -84,4 +84,37 @@ describe('start command', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it('a second start in the same checkout says why it cannot, at once, in one line', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'gw-start-twice-'));
+    const dataDir = path.join(dir, 'etcd');
+    const port = await freePort();
+    const first = await startMain({ ETCD_ENDPOINTS: '', PORT: String(port), DATA_DIR: dataDir, LOG_LEVEL: 'warn' });
+    try {
+      assert.match(first.output(), /Swagger UI:/, first.output());
+      // The same command again: the port is the first thing that is in use.
+      const again = await startMain({ ETCD_ENDPOINTS: '', PORT: String(port), DATA_DIR: dataDir, LOG_LEVEL: 'warn' });
+      const begun = Date.now();
+      assert.equal(await exited(again.child, 5_000), 1);
+      assert.equal(again.output().trim(), `gateway failed to start: port ${port} on 127.0.0.1 is in use (another gateway running?): stop it, or start this one with PORT=<another port>`);
+      // On another port: the embedded etcd's data dir is, and the answer says how to share its etcd.
+      const other = await startMain({ ETCD_ENDPOINTS: '', PORT: String(await freePort()), DATA_DIR: dataDir, LOG_LEVEL: 'warn' });
+      assert.equal(await exited(other.child, 5_000), 1);
+      assert.ok(Date.now() - begun < 5_000, 'both said within seconds, not after etcd\'s 20 s start timeout');
+      assert.match(
+        other.output().trim(),
+        new RegExp(`^gateway failed to start: the embedded etcd's data dir ${dataDir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is in use by another gateway \\(pid ${first.child.pid}\\): stop that one, use its etcd with ETCD_ENDPOINTS=http://127\\.0\\.0\\.1:\\d+, or give this one its own DATA_DIR$`),
+      );
+      // The first one is untouched, and once it stops the data dir is free again.
+      first.child.kill('SIGTERM');
+      assert.equal(await exited(first.child, 15_000), 0);
+      const third = await startMain({ ETCD_ENDPOINTS: '', PORT: String(await freePort()), DATA_DIR: dataDir, LOG_LEVEL: 'warn' });
+      assert.match(third.output(), /Swagger UI:/, third.output());
+      third.child.kill('SIGTERM');
+      assert.equal(await exited(third.child, 15_000), 0);
+    } finally {
+      if (first.child.exitCode === null) first.child.kill('SIGKILL');
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });

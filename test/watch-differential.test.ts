@@ -207,7 +207,7 @@ describe('watch framing and refusals', () => {
 
   it('refuses a bad HTTP watch body with 400 naming the field, before anything is watched', async () => {
     const cases: [string, string][] = [
-      [JSON.stringify({ create_request: { key: 'Zm9' } }), '/create_request/key: illegal base64 data at input byte 0 (checked as a create)'],
+      [JSON.stringify({ create_request: { key: 'Zm9' } }), '/create_request/key: illegal base64 data at input byte 0 (bytes are base64 in /v3/: the text "Zm9" is "Wm05"; the /v1/ API takes raw keys and values) (checked as a create)'],
       [`${JSON.stringify({ create_request: { key: 'YQ==' } })}\n{"create_request":{"filters":["NOPE"]}}`, 'request 2: /create_request/filters/0: must be one of NOPUT, NODELETE, 0, 1 (checked as a create)'],
       ['{"create_request":{"key":"YQ=="}} {bad', 'request body is not valid JSON: unexpected character \'b\' at offset 35'],
       [JSON.stringify({ create_request: { key: 'YQ==' }, cancel_request: { watch_id: 1 } }), '(body): must be exactly one of: create; cancel; progress'],

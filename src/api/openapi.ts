@@ -209,6 +209,13 @@ function selectsAnotherBranch(e: ErrorObject, base: string): boolean {
   return child && (e.keyword === 'enum' || e.keyword === 'const');
 }
 
+/** What a newcomer who sent text where base64 goes needs to hear: the base64 of that text, and where
+ *  raw keys are taken. Left out for long strings (no one types those by hand). */
+function base64Hint(text: string): string {
+  if (text.length === 0 || text.length > 64) return '';
+  return ` (bytes are base64 in /v3/: the text ${JSON.stringify(text)} is ${JSON.stringify(Buffer.from(text, 'utf8').toString('base64'))}; the /v1/ API takes raw keys and values)`;
+}
+
 function describeError(e: ErrorObject, _root: unknown): string {
   const where = e.instancePath || '(body)';
   const p = e.params as Record<string, unknown>;
@@ -218,7 +225,7 @@ function describeError(e: ErrorObject, _root: unknown): string {
     case 'required':
       return `${where}: missing required field ${String(p.missingProperty)}`;
     case 'format':
-      if (p.format === 'byte') return `${where}: ${base64Error(String(e.data)) ?? 'invalid base64'}`;
+      if (p.format === 'byte') return `${where}: ${base64Error(String(e.data)) ?? 'invalid base64'}${base64Hint(String(e.data))}`;
       return `${where}: must be a valid ${String(p.format)}`;
     case 'enum':
       return `${where}: must be one of ${(p.allowedValues as unknown[]).map((v) => String(v)).join(', ')}`;

@@ -1,7 +1,7 @@
 // Runs etcd as a child process: the gateway's embedded default and the test harness both use this.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants as fsConstants, statSync } from 'node:fs';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 
@@ -132,7 +132,7 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
   });
 }
 
-function portIsFree(port: number, host = '127.0.0.1'): Promise<boolean> {
+export function portIsFree(port: number, host = '127.0.0.1'): Promise<boolean> {
   return new Promise((resolve) => {
     const srv = net.createServer();
     srv.unref();
@@ -334,6 +334,16 @@ class EtcdChild implements EtcdProcess {
     while (Date.now() < deadline) {
       if (running.hasExited) break;
       if (await this.probeHealth(Math.min(1_000, Math.max(1, deadline - Date.now())))) return;
+      // etcd says after 10 s that another process holds its database's file lock, and then waits for
+      // ever: that is the cause to report, now.
+      if (this.ring.tail(ERROR_LOG_LINES).includes('db file is flocked by another process')) {
+        await this.forceKill().catch((err: Error) => this.ring.push(`[etcd-process] ${err.message}`));
+        throw new EtcdStartError(
+          `etcd ${this.name}: its data dir ${this.dataDir} is locked by another etcd process (its database file is flocked): stop that one (pgrep -af 'data-dir ${this.dataDir}')`,
+          this.ring.tail(ERROR_LOG_LINES),
+          false,
+        );
+      }
       // Waking on exit as well keeps a crashing etcd from costing a full poll interval.
       await Promise.race([sleep(HEALTH_POLL_MS), running.exited]);
     }
@@ -564,6 +574,7 @@ export async function startEmbeddedEtcd(opts: {
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const portsFile = `${dataDir}.ports.json`;
   const previous = await readPersistedPorts(portsFile);
+  const lock = await claimDataDir(dataDir, previous);
   const reusable =
     previous && (await portIsFree(previous.clientPort)) && (await portIsFree(previous.peerPort)) ? previous : undefined;
   if (previous && !reusable) opts.log(`embedded etcd: previous ports ${previous.clientPort}/${previous.peerPort} are busy; picking new ones`);
@@ -572,12 +583,17 @@ export async function startEmbeddedEtcd(opts: {
   opts.log(`starting embedded etcd (${opts.bin}, data dir ${dataDir})`);
   let etcd: EtcdProcess;
   try {
-    etcd = await startEtcd({ bin: opts.bin, dataDir, name: 'default', ...reusable });
+    try {
+      etcd = await startEtcd({ bin: opts.bin, dataDir, name: 'default', ...reusable });
+    } catch (err) {
+      // The remembered ports can be grabbed between the check and etcd's bind.
+      if (!(reusable && err instanceof EtcdStartError && err.addressInUse)) throw err;
+      opts.log('embedded etcd: remembered ports were taken meanwhile; retrying on new ones');
+      etcd = await startEtcd({ bin: opts.bin, dataDir, name: 'default' });
+    }
   } catch (err) {
-    // The remembered ports can be grabbed between the check and etcd's bind.
-    if (!(reusable && err instanceof EtcdStartError && err.addressInUse)) throw err;
-    opts.log('embedded etcd: remembered ports were taken meanwhile; retrying on new ones');
-    etcd = await startEtcd({ bin: opts.bin, dataDir, name: 'default' });
+    await lock.release();
+    throw err;
   }
 
   try {
@@ -588,5 +604,50 @@ export async function startEmbeddedEtcd(opts: {
     opts.log(`embedded etcd: could not remember ports in ${portsFile}: ${(err as Error).message}`);
   }
   opts.log(`embedded etcd ready at ${etcd.clientUrl} (pid ${etcd.pid}, ${Date.now() - begin} ms)`);
+  const stop = etcd.stop.bind(etcd);
+  etcd.stop = async () => {
+    await stop();
+    await lock.release();
+  };
   return etcd;
+}
+
+/** A data dir that another gateway's embedded etcd holds: said at once, in one line, with what to do,
+ *  instead of etcd waiting on its database's file lock until the start times out. */
+export class DataDirInUseError extends Error {
+  constructor(dataDir: string, pid: number, clientPort: number | undefined) {
+    const shared = clientPort ? `, use its etcd with ETCD_ENDPOINTS=http://127.0.0.1:${clientPort}` : '';
+    super(`the embedded etcd's data dir ${dataDir} is in use by another gateway (pid ${pid}): stop that one${shared}, or give this one its own DATA_DIR`);
+    this.name = 'DataDirInUseError';
+  }
+}
+
+function processIsAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** `<dataDir>.lock`, holding this process's pid while its embedded etcd runs. A lock left by a process
+ *  that is gone (killed with SIGKILL) is taken over. Created with `wx`, so two gateways starting at
+ *  once cannot both take it. */
+async function claimDataDir(dataDir: string, ports: PersistedPorts | undefined): Promise<{ release(): Promise<void> }> {
+  const file = `${dataDir}.lock`;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      await writeFile(file, `${process.pid}\n`, { flag: 'wx' });
+      return { release: () => rm(file, { force: true }) };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const holder = Number.parseInt(await readFile(file, 'utf8').catch(() => ''), 10);
+    if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && processIsAlive(holder)) {
+      throw new DataDirInUseError(dataDir, holder, ports?.clientPort);
+    }
+    await rm(file, { force: true });
+  }
+  throw new Error(`could not take ${file}`);
 }

@@ -138,7 +138,9 @@ async function getKey(r: V1Request, s: KvSettings): Promise<void> {
   const rev = headerRevision(answer.header);
   const kv = answer.kvs?.[0];
   if (!kv) {
-    throw new ProblemError(problem(404, 'key not found', { revision: rev }), { 'X-Etcd-Revision': String(rev) });
+    const under = revision === undefined ? await keysUnder(r, key) : 0;
+    const hint = under > 0 ? `; ${under} key${under === 1 ? '' : 's'} under ${JSON.stringify(key.toString('utf8'))}: add ?list to list them` : '';
+    throw new ProblemError(problem(404, `key not found${hint}`, { revision: rev }), { 'X-Etcd-Revision': String(rev) });
   }
   const headers = kvHeaders(kv, rev);
   if (ifNoneMatch && (ifNoneMatch.any || ifNoneMatch.revision === String(kv.mod_revision))) return reply(r, 304, headers);
@@ -146,6 +148,18 @@ async function getKey(r: V1Request, s: KvSettings): Promise<void> {
   const value = kv.value ?? Buffer.alloc(0);
   headers['Content-Type'] = isUtf8(value) ? 'text/plain; charset=utf-8' : 'application/octet-stream';
   reply(r, 200, headers, value);
+}
+
+/** For a 404: how many keys lie under `key` taken as a prefix (a reader who forgot ?list), when the
+ *  client may read them; 0 when it may not or the count fails (the 404 stands either way). */
+async function keysUnder(r: V1Request, key: Buffer): Promise<number> {
+  const request = { ...prefixRange(key), count_only: true, serializable: true };
+  try {
+    await admitted(r, 'KV_Range', request);
+    return revisionNumber((await call<RangeResponse>(r, 'KV', 'Range', request, true)).count);
+  } catch {
+    return 0;
+  }
 }
 
 async function list(r: V1Request, s: KvSettings): Promise<void> {
