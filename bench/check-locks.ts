@@ -3,6 +3,7 @@
 // holders (see bench/lock-checker.ts for what is run and what is proven).
 //
 //   npm run check:locks -- [--seconds 180] [--clients 16] [--locks 3] [--seed N] [--no-chaos]
+//                          [--gateway-main <another build's dist/src/main.js>]
 //
 // Prints the counts; exit code 1 on any violation (or when nothing was acquired), 2 when the run
 // itself did not end in time.
@@ -19,6 +20,7 @@ runMain('check:locks', async () => {
       locks: { type: 'string' },
       seed: { type: 'string' },
       'no-chaos': { type: 'boolean' },
+      'gateway-main': { type: 'string' },
     },
   });
   const seconds = positiveInt('seconds', values.seconds, 180);
@@ -31,7 +33,7 @@ runMain('check:locks', async () => {
   let report;
   try {
     // The clients stop starting attempts at the end; the longest one still running ends within ~90 s.
-    report = await withTimeout('the lock checker', checkLocks({ seconds, clients, locks, seed, chaos: !values['no-chaos'], log }), seconds * 1000 + 240_000);
+    report = await withTimeout('the lock checker', checkLocks({ seconds, clients, locks, seed, chaos: !values['no-chaos'], log, gatewayMain: values['gateway-main'] }), seconds * 1000 + 240_000);
   } catch (err) {
     process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
     return 2;

@@ -24,11 +24,15 @@ export interface CheckOptions {
   seconds: number;
   clients: number;
   locks: number;
-  /** Restart the gateway and kill etcd during the run (default true). */
+  /** Restart the gateway and kill etcd during the run (default true)... */
   chaos?: boolean;
+  /** ...one of them every this many seconds, at random between the two (default 15 to 30). */
+  chaosEvery?: [number, number];
   log?: (msg: string) => void;
   /** Seed of the random choices, printed so that a failing run can be told apart. */
   seed?: number;
+  /** Another build's dist/src/main.js (to show the checker catches an older gateway's bugs). */
+  gatewayMain?: string;
 }
 
 /** A "you hold it" answer. */
@@ -129,7 +133,7 @@ export async function checkLocks(opts: CheckOptions): Promise<CheckReport> {
   const env = { LOCK_WAIT_MS: '30000' };
   try {
     etcd = await startEtcd({ bin, dataDir });
-    gw = await startGatewayProcess({ etcdUrl: etcd.clientUrl, env });
+    gw = await startGatewayProcess({ etcdUrl: etcd.clientUrl, env, main: opts.gatewayMain });
     const etcdUrl = etcd.clientUrl;
     let gatewayUrl: string | undefined = gw.url;
     const endAt = Date.now() + opts.seconds * 1000;
@@ -204,10 +208,15 @@ export async function checkLocks(opts: CheckOptions): Promise<CheckReport> {
       await v1Answer(answer, name, ttl);
     };
 
+    /** The store's revision now, for an answer that names none (a gateway older than issue 22). */
+    const revisionNow = async (): Promise<number> =>
+      Number((await request(`${etcdUrl}/v3/kv/range`, 'POST', { key: b64(PREFIX), count_only: true }, 5000)).body.header.revision);
+
     const v1Answer = async (answer: Answer, name: string, ttl: number): Promise<void> => {
       if (answer.status === 201) {
         const b = answer.body;
-        const h: Holding = { api: 'v1', name, key: b.key, lease: b.lease, token: b.fencing_token, revision: b.revision, answeredAt: Date.now() };
+        const revision = b.revision ?? (await revisionNow().catch(() => NaN));
+        const h: Holding = { api: 'v1', name, key: b.key, lease: b.lease, token: b.fencing_token, revision, answeredAt: Date.now() };
         holdings.push(h);
         report.acquired++;
         await hold(
@@ -334,7 +343,8 @@ export async function checkLocks(opts: CheckOptions): Promise<CheckReport> {
     const chaos = async (): Promise<void> => {
       if (opts.chaos === false) return;
       for (let round = 0; round < 1000; round++) {
-        const pause = pick(15_000, 30_000);
+        const [lo, hi] = opts.chaosEvery ?? [15, 30];
+        const pause = pick(lo * 1000, hi * 1000);
         if (Date.now() + pause > endAt - 5_000) return;
         await sleep(pause);
         if (round % 2 === 0) {
@@ -344,7 +354,7 @@ export async function checkLocks(opts: CheckOptions): Promise<CheckReport> {
           gatewayUrl = undefined;
           if (hard) old.child.kill('SIGKILL');
           await old.stop();
-          gw = await startGatewayProcess({ etcdUrl, env });
+          gw = await startGatewayProcess({ etcdUrl, env, main: opts.gatewayMain });
           gatewayUrl = gw.url;
           report.gatewayRestarts++;
         } else {
