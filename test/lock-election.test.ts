@@ -251,6 +251,27 @@ describe('leases, locks and elections through the gateway, against a real etcd',
     await ok('/v3/lock/unlock', { key: again.key });
   });
 
+  it('issue 22: a lock whose lease expired while it waited is answered 404 code 5, not etcd\'s success for a key that is gone', { timeout: 30_000 }, async () => {
+    await grant(2601, 60);
+    await grant(2602, 2); // never kept alive
+    const name = 'expired-waiter';
+    const held = await ok('/v3/lock/lock', { name: b64(name), lease: 2601 });
+    const waiting = gw.post('/v3/lock/lock', { name: b64(name), lease: 2602 });
+    await waitFor('the waiting key', async () => (await keysUnder(`${name}/`)).includes(lockKey(name, 2602)), 3000);
+    await waitFor('the waiter\'s lease to expire and its key to go', async () => !(await keysUnder(`${name}/`)).includes(lockKey(name, 2602)), 6000);
+    await ok('/v3/lock/unlock', { key: held.key });
+    const answer = await within(5000, 'the waiting lock', waiting);
+    // etcd's gateway answers 200 with the key here (etcd 3.4's Lock does not look at its key again).
+    assert.equal(answer.status, 404, answer.text);
+    assert.equal(answer.body.code, 5);
+    assert.match(answer.body.message, /lease expired while waiting/);
+    assert.deepEqual(await keysUnder(`${name}/`), []);
+    // A lock on a live lease is answered as etcd's gateway answers it.
+    const fine = await ok('/v3/lock/lock', { name: b64(name), lease: 2601 });
+    assert.equal(text(fine.key), lockKey(name, 2601));
+    await ok('/v3/lock/unlock', { key: fine.key });
+  });
+
   it('a lock or a campaign waiting past the gateway\'s longest wait gets 504, and leaves no waiting key', async () => {
     await grant(2501, 60);
     await grant(2502, 60);

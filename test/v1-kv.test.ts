@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { b64, startGateway, type GatewayFixture } from './helpers/gateway';
 import { assertProblem, keyPath, v1Client } from './helpers/v1';
 import { startTestEtcd } from './harness/etcd';
+import { waitFor } from './helpers/waiting';
 
 type Client = ReturnType<typeof v1Client>;
 
@@ -209,6 +210,12 @@ describe('/v1/kv', () => {
       assertProblem(await v1.put('/v1/kv/leased/x?ttl=30&lease=1', 'v'), 400, /ttl and lease/);
       assertProblem(await v1.put('/v1/kv/leased/x?lease=zz', 'v'), 400, /query parameter lease/);
       assertProblem(await v1.put('/v1/kv/leased/x?lease=12345', 'v'), 404, /lease not found/);
+      // A lease that expired before the put: a 404 saying so, never a 2xx, and nothing written.
+      const short = await v1.post('/v1/leases?ttl=1');
+      await waitFor('the 1 s lease to expire', async () => (await v1.get(`/v1/leases/${short.body.id}`)).status === 404, 5_000, 200);
+      assertProblem(await v1.put(`/v1/kv/leased/late?lease=${short.body.id}`, 'v'), 404, new RegExp(`lease not found: lease ${short.body.id} expired or was revoked; nothing was written`));
+      assertProblem(await v1.put(`/v1/kv/leased/late?lease=${short.body.id}`, 'v', { headers: { 'if-none-match': '*' } }), 404, /nothing was written/);
+      assertProblem(await v1.get('/v1/kv/leased/late'), 404, /not found/);
     });
 
     it('a refused ?ttl write leaves no lease behind', async () => {

@@ -9,6 +9,7 @@ import { spawn } from 'node:child_process';
 import { startGateway, type GatewayFixture } from './helpers/gateway';
 import { assertProblem, v1Client } from './helpers/v1';
 import { runProcess } from './helpers/python';
+import { sleep, waitFor } from './helpers/waiting';
 
 type Client = ReturnType<typeof v1Client>;
 
@@ -90,6 +91,9 @@ describe('/v1/locks', () => {
     assert.equal(held.status, 201);
     assert.equal(held.body.key, `jobs/a/${BigInt(held.body.lease).toString(16)}`);
     assert.equal(held.body.ttl, 30);
+    assert.equal(held.body.lease_granted_by, 'gateway');
+    assert.equal(held.body.keepalive, 'client');
+    assert.equal(held.headers['x-etcd-revision'], String(held.body.revision));
     const created = await v1.get(`/v1/kv/${held.body.key}`);
     assert.equal(held.body.fencing_token, Number(created.headers['x-etcd-create-revision']));
     const leases = await leaseCount();
@@ -108,10 +112,82 @@ describe('/v1/locks', () => {
     assert.equal(mine.status, 201);
     assert.equal(mine.body.lease, own.body.id);
     assert.equal(mine.body.ttl, undefined);
+    assert.equal(mine.body.lease_granted_by, 'client');
+    assert.ok(mine.body.ttl_left > 0 && mine.body.ttl_left <= 30);
     assert.ok(mine.body.fencing_token > held.body.fencing_token);
     assert.equal((await v1.del(`/v1/locks/jobs/a?lease=${own.body.id}`)).status, 204);
     assertProblem(await v1.del(`/v1/locks/jobs/a?lease=${own.body.id}`), 404, /not found/);
     assert.deepEqual(await lockKeys('jobs/a'), []);
+  });
+
+  /** The lock keys under a name, oldest first, with their lease (what etcd says holds the lock). */
+  async function owners(name: string): Promise<Array<{ key: string; lease: string }>> {
+    const answer = await v1.get(`/v1/kv/${name}/?list&sort=create:asc`, { headers: { accept: 'application/json' } });
+    return answer.body.kvs.map((kv: { key: string; lease?: string }) => ({ key: kv.key, lease: kv.lease ?? '0' }));
+  }
+
+  it('issue 22: a waiter on a granted lease (ttl=3) outlasting its TTL is kept alive by the gateway: its 201 is the real holder, and a try-lock then gets 409', { timeout: 60_000 }, async () => {
+    const a = await v1.post('/v1/locks/jobs/x?ttl=30');
+    assert.equal(a.status, 201, a.text);
+    const waiting = v1.post('/v1/locks/jobs/x?ttl=3&wait=15s');
+    await sleep(6_000);
+    assert.equal((await v1.del(`/v1/locks/jobs/x?lease=${a.body.lease}`)).status, 204);
+    const b = await waiting;
+    assert.equal(b.status, 201, b.text);
+    assert.equal(b.body.lease_granted_by, 'gateway');
+    assert.equal(b.body.keepalive, 'client');
+    assert.ok(b.body.ttl_left >= 1 && b.body.ttl_left <= 3, b.text);
+    assert.ok(b.body.fencing_token > a.body.fencing_token);
+    assert.ok(b.body.revision >= b.body.fencing_token);
+    // Before the fix: 404 here (the lease had expired while B waited), and C got 201 too.
+    const lease = await v1.get(`/v1/leases/${b.body.lease}`);
+    assert.equal(lease.status, 200, `B's lease is alive: ${lease.text}`);
+    assert.deepEqual(await owners('jobs/x'), [{ key: b.body.key, lease: b.body.lease }], 'B is the holder etcd shows');
+    assertProblem(await v1.post('/v1/locks/jobs/x?ttl=30&wait=0'), 409, /try-lock/);
+    // From the answer on, the client keeps it alive; without that the lock ends with the TTL.
+    await waitFor('B\'s lease to expire once nobody renews it', async () => (await v1.get(`/v1/leases/${b.body.lease}`)).status === 404, 6_000);
+    assert.deepEqual(await owners('jobs/x'), []);
+  });
+
+  it('a waiter on a lease of its own that it does not keep alive gets 410 (lease expired while waiting), never a 201; the next try-lock wins', { timeout: 60_000 }, async () => {
+    const a = await v1.post('/v1/locks/jobs/own?ttl=30');
+    const own = await v1.post('/v1/leases?ttl=2');
+    const waiting = v1.post(`/v1/locks/jobs/own?lease=${own.body.id}&wait=15s`);
+    await sleep(4_000);
+    assert.equal((await v1.del(`/v1/locks/jobs/own?lease=${a.body.lease}`)).status, 204);
+    assertProblem(await waiting, 410, /lock not taken: lease \d+ expired while waiting/);
+    assert.deepEqual(await owners('jobs/own'), []);
+    const c = await v1.post('/v1/locks/jobs/own?ttl=30&wait=0');
+    assert.equal(c.status, 201, c.text);
+    assert.equal(c.body.lease_granted_by, 'gateway');
+    assert.equal((await v1.del(`/v1/locks/jobs/own?key=${encodeURIComponent(c.body.key)}`)).status, 204);
+    // A try-lock on a lease already gone: refused, nothing written.
+    assertProblem(await v1.post(`/v1/locks/jobs/own?lease=${own.body.id}&wait=0`), 404, /lease not found/);
+    assert.deepEqual(await owners('jobs/own'), []);
+  });
+
+  it('a granted lease revoked while its request waits ends the wait at once with 410; a client that leaves mid-wait leaves no lease behind', { timeout: 60_000 }, async () => {
+    const a = await v1.post('/v1/locks/jobs/rv?ttl=30');
+    const before = new Set((await v1.get('/v1/leases')).body.leases.map((l: { id: string }) => l.id));
+    const started = Date.now();
+    const waiting = v1.post('/v1/locks/jobs/rv?ttl=3&wait=15s');
+    await waitFor('the waiter\'s key', async () => (await owners('jobs/rv')).length === 2, 3_000);
+    const theirs = (await owners('jobs/rv'))[1].lease;
+    assert.ok(!before.has(theirs));
+    assert.equal((await v1.del(`/v1/leases/${theirs}`)).status, 204);
+    assertProblem(await waiting, 410, /expired while waiting/);
+    assert.ok(Date.now() - started < 5_000, 'the wait ended at the next renewal, not at its end');
+    // Abandoned: the HTTP request is aborted mid-wait; the lease the gateway granted for it is revoked.
+    const aborter = new AbortController();
+    const abandoned = fetch(`${gw.url}/v1/locks/jobs/rv?ttl=30&wait=15s`, { method: 'POST', signal: aborter.signal }).catch((e: Error) => e.name);
+    await waitFor('the abandoned waiter\'s key', async () => (await owners('jobs/rv')).length === 2, 3_000);
+    const granted = (await owners('jobs/rv'))[1].lease;
+    aborter.abort();
+    assert.equal(await abandoned, 'AbortError');
+    // Its TTL is 30 s: gone within 3 s means revoked.
+    await waitFor('the abandoned lease to be revoked', async () => (await v1.get(`/v1/leases/${granted}`)).status === 404, 3_000);
+    assert.deepEqual(await owners('jobs/rv'), [{ key: a.body.key, lease: a.body.lease }]);
+    assert.equal((await v1.del(`/v1/locks/jobs/rv?key=${encodeURIComponent(a.body.key)}`)).status, 204);
   });
 
   it('refuses bad lock requests with 400 naming the parameter', async () => {

@@ -411,6 +411,19 @@ export async function runAccessCheck(opts: { seed?: number; files?: number; clie
             return { op: 'v3 lock', allowed, named: [lockName], run: () => post('/v3/lock/lock', { name: b64(lockName), lease }) };
           },
           async () => {
+            // /v1/ locks: a try-lock on a name of its own, on a new lease or on one of the leases.
+            const lockName = `${pick(['locks/a/', 'locks/b/', 'a/'])}n${serial++}`;
+            const nameOk = model.may('lock', { from: lockName, to: succ(lockName) });
+            if (chance(0.5)) return { op: 'v1 lock', allowed: nameOk && model.may('lease'), named: [lockName], run: () => v1('POST', `/v1/locks/${lockName}?wait=0&ttl=600`) };
+            const lease = await someLease();
+            return { op: 'v1 lock on a lease', allowed: nameOk && lease.ok, named: [lockName], run: () => v1('POST', `/v1/locks/${lockName}?wait=0&lease=${lease.id}`) };
+          },
+          async () => {
+            // Keepalives on a WebSocket: a refusal is an error message on the socket.
+            const lease = await someLease();
+            return { op: 'v3 keepalive ws', allowed: model.may('lease') && lease.ok, named: [], run: () => wsOnce('/v3/lease/keepalive', { ID: lease.id }) };
+          },
+          async () => {
             const name = `${pick(['el/a/', 'el/b/'])}e${Math.floor(random() * 2)}`;
             const target = chance(0.5) ? pick(keys) : `${name}/${(1000 + Math.floor(random() * 10)).toString(16)}`;
             const op = pick(['proclaim', 'resign', 'leader']);

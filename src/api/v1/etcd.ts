@@ -3,6 +3,7 @@
 
 import { GatewayError, GrpcCode } from '../../errors';
 import { admit, type GrpcMessage } from '../context';
+import type { Cancellation } from '../../etcd/unary-channel';
 import type { WatchHub } from '../../streams/watch-hub';
 import type { EtcdKeyValue } from './representation';
 import { problem, ProblemError } from './problem';
@@ -28,8 +29,23 @@ export interface TxnResponse {
 
 /** One etcd call on behalf of a /v1/ request: its credentials, and canceled when its client leaves.
  *  Only reads may be sent again to another member. */
-export function call<T>(r: V1Request, service: 'KV' | 'Lease' | 'Lock', method: string, request: GrpcMessage, idempotent: boolean, deadline?: number): Promise<T> {
-  return r.etcd.unary<T>(service, method, request, { idempotent, signal: r.signal, metadata: r.metadata, deadline });
+export function call<T>(
+  r: V1Request,
+  service: 'KV' | 'Lease' | 'Lock',
+  method: string,
+  request: GrpcMessage,
+  idempotent: boolean,
+  deadline?: number,
+  signal: Cancellation = r.signal,
+): Promise<T> {
+  return r.etcd.unary<T>(service, method, request, { idempotent, signal, metadata: r.metadata, deadline });
+}
+
+/** Clean-up after a request that failed (revoke the lease it granted, delete the key it made): with
+ *  the request's credentials but not its lifetime, since a client that went away is the commonest
+ *  reason to clean up, and a call canceled with it would leave the lease and key behind. */
+export function cleanupCall<T>(r: V1Request, service: 'KV' | 'Lease', method: string, request: GrpcMessage): Promise<T> {
+  return r.etcd.unary<T>(service, method, request, { idempotent: false, metadata: r.metadata });
 }
 
 /** Access control on a request in the form it is sent to etcd (403 unless granted; resolved once it

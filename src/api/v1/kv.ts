@@ -14,6 +14,7 @@ import { revisionNumber, v1KeyValue, type EtcdKeyValue } from './representation'
 import { badRequest, reply, replyJson, type V1Handler, type V1Request } from './router';
 import { grant, MAX_LEASE_TTL, revokeQuietly } from './leases';
 import { tooManyConnections } from '../v3/watch';
+import { GatewayError, GrpcCode } from '../../errors';
 
 export interface KvSettings {
   hub: WatchHub;
@@ -23,6 +24,8 @@ export interface KvSettings {
 }
 
 /** Listings: a page has `LIST_DEFAULT_LIMIT` keys unless `limit` says otherwise, at most `LIST_MAX_LIMIT`. */
+/** etcd's answer to a write on a lease that does not exist (expired, revoked, never granted). */
+const LEASE_NOT_FOUND = 'etcdserver: requested lease not found';
 const LIST_DEFAULT_LIMIT = 1000;
 const LIST_MAX_LIMIT = 10_000;
 /** A blocking read (`?wait`) answers 304 after `timeout`: 60 s unless given, at most 5 minutes. */
@@ -276,6 +279,13 @@ async function putKey(r: V1Request, s: KvSettings): Promise<void> {
   } catch (err) {
     // A key that was not written leaves no lease behind either.
     if (granted) await revokeQuietly(r, granted);
+    // etcd refuses a put on a lease that is gone: the client's (404, as /v1/leases/{id} says of it),
+    // or the one granted for this write, which expired before the put (409: nothing was written, and
+    // a retry grants a new one).
+    if (err instanceof GatewayError && err.code === GrpcCode.NOT_FOUND && err.message === LEASE_NOT_FOUND) {
+      if (granted) throw new ProblemError(problem(409, `${LEASE_NOT_FOUND}: the lease granted for this write (ttl=${ttl}) expired before the put; nothing was written`, { code: err.code }));
+      throw new ProblemError(problem(404, `${LEASE_NOT_FOUND}: lease ${lease} expired or was revoked; nothing was written`, { code: err.code }));
+    }
     throw err;
   }
   const rev = headerRevision(result.answer.header);

@@ -5,7 +5,7 @@ import type { KeepAliveHub } from '../../streams/keepalive';
 import { GatewayError, GrpcCode } from '../../errors';
 import { parseJson, JsonSyntaxError } from '../../json/parse';
 import { readBody } from '../router';
-import { admitted, call } from './etcd';
+import { admitted, call, cleanupCall } from './etcd';
 import { integer, leaseId } from './params';
 import { problem, ProblemError } from './problem';
 import { revisionNumber } from './representation';
@@ -59,10 +59,11 @@ export async function grant(r: V1Request, ttl: number): Promise<{ id: string; tt
   return { id: answer.ID, ttl: revisionNumber(answer.TTL) };
 }
 
-/** Revokes a lease the gateway granted for a request that then failed; a failure here changes nothing
- *  for the client (the lease expires by itself). */
+/** Revokes a lease the gateway granted for a request that then failed, also when the client has gone
+ *  (that is when it matters most); a failure here changes nothing for the client (the lease expires
+ *  by itself, nobody keeps it alive). */
 export async function revokeQuietly(r: V1Request, id: string): Promise<void> {
-  await call(r, 'Lease', 'LeaseRevoke', { ID: id }, false).catch(() => undefined);
+  await cleanupCall(r, 'Lease', 'LeaseRevoke', { ID: id }).catch(() => undefined);
 }
 
 export function leaseHandlers(s: { keepalive: KeepAliveHub; maxBodyBytes: number }): Record<string, V1Handler> {
