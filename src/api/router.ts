@@ -55,10 +55,12 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, ext
 
 /** A whole HTTP/1.1 answer for a socket, for refusals made before there is a request to answer
  *  (a WebSocket upgrade, a connection over the limit, a head the parser refused). */
-export function rawJsonResponse(err: GatewayError): string {
+export function rawJsonResponse(err: GatewayError, headers?: Record<string, string>): string {
   const body = JSON.stringify(err.body());
+  let extra = '';
+  if (headers) for (const name in headers) extra += `${name}: ${headers[name]}\r\n`;
   return (
-    `HTTP/1.1 ${err.httpStatus} ${STATUS_CODES[err.httpStatus] ?? ''}\r\nContent-Type: application/json\r\n` +
+    `HTTP/1.1 ${err.httpStatus} ${STATUS_CODES[err.httpStatus] ?? ''}\r\nContent-Type: application/json\r\n${extra}` +
     `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
   );
 }

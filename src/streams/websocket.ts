@@ -19,11 +19,14 @@ import { GatewayError, GrpcCode, invalidArgument } from '../errors';
 import { API_PREFIX, rawJsonResponse } from '../api/router';
 import type { EtcdClient } from '../etcd/client';
 import type { Metrics } from '../observability/metrics';
+import type { Admission } from '../security/admission';
 
 export interface WebSocketOptions extends StreamLimits {
   etcd: EtcdClient;
   /** Access control, checked on the upgrade (who) and on every message (what). */
   guard?: Guard;
+  /** The client's rate (the upgrade and every message count) and caps (streams, watches, keepalives). */
+  admission: Admission;
   metrics: Metrics;
   hub: WatchHub;
   keepalive: KeepAliveHub;
@@ -86,7 +89,7 @@ const FRAMES = {};
 /** Checks one decoded request of the socket's operation against access control. */
 type Check = (request: GrpcMessage) => GrpcMessage;
 
-type SessionFactory = (out: Outbox, md: grpc.Metadata | undefined, cutOff: () => void, check: Check) => Session;
+type SessionFactory = (out: Outbox, md: grpc.Metadata | undefined, cutOff: () => void, check: Check, req: http.IncomingMessage) => Session;
 
 const newFrameMap = (): Map<string, Buffer> => new Map();
 
@@ -117,11 +120,12 @@ const UPGRADE_REFUSAL_CODES: Record<number, number> = {
   401: GrpcCode.UNAUTHENTICATED,
   404: GrpcCode.NOT_FOUND,
   405: GrpcCode.UNIMPLEMENTED,
+  429: GrpcCode.RESOURCE_EXHAUSTED,
   503: GrpcCode.RESOURCE_EXHAUSTED,
 };
 
-function refuseUpgrade(socket: Duplex, status: number, message: string): void {
-  socket.end(rawJsonResponse(new GatewayError(UPGRADE_REFUSAL_CODES[status], message, status)));
+function refuseUpgrade(socket: Duplex, status: number, message: string, headers?: Record<string, string>): void {
+  socket.end(rawJsonResponse(new GatewayError(UPGRADE_REFUSAL_CODES[status], message, status), headers));
 }
 
 export function attachWebSockets(server: http.Server, opts: WebSocketOptions): { close(): void } {
@@ -136,11 +140,11 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
   let open = 0;
 
   const sessions: Record<string, SessionFactory> = {
-    '/watch': (out, md, _cutOff, check) => {
-      const connection = opts.hub.connect(new WatchSocketSink(opts.codecs.watch, out), md);
+    '/watch': (out, md, _cutOff, check, req) => {
+      const connection = opts.hub.connect(new WatchSocketSink(opts.codecs.watch, out), md, opts.admission.watchQuota(req));
       return { request: (v) => connection.request(check(opts.codecs.watch.decodeRequest(v))), close: () => connection.close() };
     },
-    '/lease/keepalive': (out, md, _cutOff, check) => {
+    '/lease/keepalive': (out, md, _cutOff, check, req) => {
       let closed = false;
       // Answers keep the order of the requests, refusals included: they carry no ID to match them by.
       let previous: Promise<unknown> = Promise.resolve();
@@ -150,7 +154,10 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
       return {
         request(v) {
           const id = String(check(opts.codecs.keepalive.decodeRequest(v)).ID ?? '0');
-          inOrder(opts.keepalive.renew(id, md).then((a) => opts.codecs.keepalive.encodeResult(a), streamError));
+          const release = opts.admission.keepalivesInFlight(req, 1);
+          const renewal = opts.keepalive.renew(id, md);
+          renewal.then(release, release);
+          inOrder(renewal.then((a) => opts.codecs.keepalive.encodeResult(a), streamError));
         },
         refuse: (err) => inOrder(Promise.resolve(streamError(err))),
         close: () => (closed = true),
@@ -191,6 +198,9 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
         return refuseUpgrade(socket, 401, (err as Error).message);
       }
     }
+    // An upgrade is a request of its client's (identified first, so it counts against its own rate).
+    const limited = opts.admission.charge(req);
+    if (limited) return refuseUpgrade(socket, 429, limited.error.message, limited.headers);
     if (open >= opts.maxConnections) return refuseUpgrade(socket, 503, tooManyConnections(opts.maxConnections).message);
     let md: grpc.Metadata | undefined;
     try {
@@ -198,14 +208,22 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
     } catch (err) {
       return refuseUpgrade(socket, 400, (err as Error).message);
     }
+    let release: () => void;
+    try {
+      release = opts.admission.openStream(req);
+    } catch (err) {
+      return refuseUpgrade(socket, 429, (err as Error).message);
+    }
+    // Released once: when the socket closes, or when the handshake never completes.
+    socket.once('close', () => release());
     const check: Check = (request) => {
       opts.guard?.(req, operationId, request);
       return request;
     };
-    wss.handleUpgrade(req, socket, head, (ws) => serve(ws, socket, factory, md, check));
+    wss.handleUpgrade(req, socket, head, (ws) => serve(ws, socket, factory, md, check, req));
   });
 
-  function serve(ws: WebSocket, socket: Duplex, factory: SessionFactory, md: grpc.Metadata | undefined, check: Check): void {
+  function serve(ws: WebSocket, socket: Duplex, factory: SessionFactory, md: grpc.Metadata | undefined, check: Check, req: http.IncomingMessage): void {
     open++;
     opts.metrics.webSockets.inc();
     alive.set(ws, true);
@@ -234,9 +252,13 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
       outbox.flush();
       ws.close(code, reason);
     };
-    const session = factory(outbox, md, () => close(1000, 'stream ended'), check);
+    const session = factory(outbox, md, () => close(1000, 'stream ended'), check, req);
     ws.on('message', (data, isBinary) => {
       try {
+        // Every message is a request against its client's rate; one over it is answered with the
+        // error (code 8, http_code 429) and not served; the socket stays open.
+        const limited = opts.admission.charge(req);
+        if (limited) throw limited.error;
         const text = isBinary ? Buffer.from(data as Buffer).toString('utf8') : data.toString();
         let value: unknown;
         try {

@@ -21,6 +21,7 @@ import { pathBytes } from './params';
 import { prefixRange } from './etcd';
 import type { V1Settings } from './handlers';
 import { Outbox } from '../../streams/outbox';
+import { Admission, type WatchQuota } from '../../security/admission';
 
 export const SSE_CONTENT_TYPE = 'text/event-stream';
 export const NDJSON_CONTENT_TYPE = 'application/x-ndjson';
@@ -31,7 +32,7 @@ const MAX_PROGRESS_SECONDS = 3_600;
 const MAX_REVISION = BigInt(Number.MAX_SAFE_INTEGER);
 const FILTERS: Record<string, number> = { noput: 0, nodelete: 1 };
 
-type WatchSettings = Pick<V1Settings, 'hub' | 'limits' | 'watchHeartbeatMs'>;
+type WatchSettings = Pick<V1Settings, 'hub' | 'limits' | 'watchHeartbeatMs' | 'admission'>;
 
 /** Where a stream starts: a revision, and how many of that revision's events the client already has. */
 interface ResumePoint {
@@ -222,7 +223,14 @@ async function serveWatch(r: V1Request, key: Buffer, settings: WatchSettings): P
   }
   const knownCompacted = ask.start ? await startIsCompacted(r, ask.create) : false;
   if (r.signal.aborted) return;
-  new WatchStream(r, ask, settings, knownCompacted).start();
+  const quota = settings.admission?.watchQuota(r.req);
+  try {
+    Admission.checkWatches(quota, 1);
+  } catch (err) {
+    quota?.detach();
+    throw err;
+  }
+  new WatchStream(r, ask, settings, knownCompacted, quota).start();
 }
 
 export function watchHandlers(settings: WatchSettings): Record<string, V1Handler> {
@@ -257,6 +265,8 @@ class WatchStream {
     private readonly settings: WatchSettings,
     /** The start is compacted: wait for etcd's cancel and answer 410 with its compact revision. */
     private readonly knownCompacted: boolean,
+    /** Its client's watches (admission.ts), which this stream's watch counts in. */
+    private readonly quota?: WatchQuota,
   ) {
     this.req = r.req;
     this.res = r.res;
@@ -273,6 +283,7 @@ class WatchStream {
     this.connection = this.settings.hub.connect(
       { deliver: (response) => this.deliver(response), deliverShared: (response, watchId) => this.deliverShared(response, watchId) },
       this.metadata,
+      this.quota,
     );
     this.res.once('close', () => this.stop());
     this.connection.request({ create_request: this.ask.create });

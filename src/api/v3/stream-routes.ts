@@ -13,6 +13,7 @@ import { streamError, type MessageCodec } from './watch';
 import type { KeepAliveHub } from '../../streams/keepalive';
 import type { EtcdClient, Service } from '../../etcd/client';
 import { fromGrpcError, httpStatusFromGrpcCode, invalidArgument } from '../../errors';
+import type { Admission } from '../../security/admission';
 
 function startStream(res: ServerResponse): void {
   if (res.headersSent) return;
@@ -20,12 +21,13 @@ function startStream(res: ServerResponse): void {
   res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' });
 }
 
-export function keepAliveRoute(operation: Operation, keepalive: KeepAliveHub, codec: MessageCodec, maxBodyBytes: number, guard?: Guard): Route {
+export function keepAliveRoute(operation: Operation, keepalive: KeepAliveHub, codec: MessageCodec, maxBodyBytes: number, admission: Admission, guard?: Guard): Route {
   return {
     operation,
     async serve(req: IncomingMessage, res: ServerResponse) {
       let ids: string[];
       let metadata: ReturnType<typeof etcdMetadata>;
+      let release: () => void;
       try {
         const values = await readJsonSequence(req, maxBodyBytes);
         ids = values.map((v, i) => {
@@ -33,13 +35,20 @@ export function keepAliveRoute(operation: Operation, keepalive: KeepAliveHub, co
           guard?.(req, operation.operationId, request);
           return String(request.ID ?? '0');
         });
+        // Each ID is a renewal, a request of its own: the open paid for the first.
+        const limited = ids.length > 1 ? admission.charge(req, ids.length - 1) : undefined;
+        if (limited) return sendError(res, limited.error, limited.headers);
+        release = admission.keepalivesInFlight(req, ids.length);
         metadata = etcdMetadata(req.headers);
       } catch (err) {
         sendError(res, err);
         return;
       }
       let gone = false;
-      res.on('close', () => (gone = true));
+      res.on('close', () => {
+        gone = true;
+        release();
+      });
       for (const id of ids) {
         if (gone) return;
         try {

@@ -11,6 +11,7 @@ import { readJsonSequence, sendError, stampRequestId, type Route } from '../rout
 import type { WatchHub, WatchConnection } from '../../streams/watch-hub';
 import { TickCork } from '../../streams/tick-cork';
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import { Admission, type WatchQuota } from '../../security/admission';
 
 export interface StreamLimits {
   maxConnections: number;
@@ -69,19 +70,30 @@ export function slowConsumer(limit: number): GatewayError {
   return new GatewayError(GrpcCode.RESOURCE_EXHAUSTED, `gateway: watch consumer too slow: more than ${limit} bytes waiting to be sent`);
 }
 
-export function watchRoute(operation: Operation, hub: WatchHub, codec: MessageCodec, limits: StreamLimits, maxBodyBytes: number, guard?: Guard): Route {
+export function watchRoute(operation: Operation, hub: WatchHub, codec: MessageCodec, limits: StreamLimits, maxBodyBytes: number, admission: Admission, guard?: Guard): Route {
   return {
     operation,
     async serve(req: IncomingMessage, res: ServerResponse) {
       let requests: GrpcMessage[];
       let metadata: ReturnType<typeof etcdMetadata>;
+      let quota: WatchQuota | undefined;
       try {
         const values = await readJsonSequence(req, maxBodyBytes);
         // Every request is checked before any reaches etcd: a bad one refuses the whole body.
         requests = values.map((v, i) => codec.decodeRequest(v, values.length > 1 ? `request ${i + 1}` : ''));
         for (const r of requests) guard?.(req, operation.operationId, r);
         if (hub.stats().connections >= limits.maxConnections) throw tooManyConnections(limits.maxConnections);
+        // Each request of the body is one, as on a WebSocket: the open paid for the first.
+        const limited = requests.length > 1 ? admission.charge(req, requests.length - 1) : undefined;
+        if (limited) return sendError(res, limited.error, limited.headers);
         metadata = etcdMetadata(req.headers);
+        quota = admission.watchQuota(req);
+        try {
+          Admission.checkWatches(quota, requests.filter((r) => r.create_request).length);
+        } catch (err) {
+          quota?.detach();
+          throw err;
+        }
       } catch (err) {
         sendError(res, err);
         return;
@@ -120,6 +132,7 @@ export function watchRoute(operation: Operation, hub: WatchHub, codec: MessageCo
           deliverShared: (response, watchId) => send(response.encodedFor(codec, watchId), response.response.fragment === true),
         },
         metadata,
+        quota,
       );
       res.on('close', () => connection.close());
       for (const r of requests) connection.request(r);
