@@ -42,7 +42,7 @@ export function rateLimit(opts: { rate: number; burst: number }): RateLimiter {
     if (count > opts.burst) {
       // Never within the rate, however long it waits: no Retry-After.
       return {
-        error: new GatewayError(GrpcCode.RESOURCE_EXHAUSTED, `gateway: rate limit of ${opts.rate} requests/s exceeded: ${count} requests in one body, more than the burst of ${opts.burst} (RATE_LIMIT_BURST)`),
+        error: new GatewayError(GrpcCode.RESOURCE_EXHAUSTED, `gateway: rate limit of ${opts.rate} requests/s exceeded: the body holds more requests than the burst of ${opts.burst} (RATE_LIMIT_BURST); send them in smaller bodies`),
         headers: {},
       };
     }
