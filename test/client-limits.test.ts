@@ -320,3 +320,67 @@ describe('caps follow the access-control identity', () => {
     }
   });
 });
+
+describe('a resumed watch that never reads', () => {
+  it('is cut off like any slow consumer, though nothing more is sent after its catch-up', async () => {
+    const gw = await startGateway({ streams: { sendBufferBytes: 64 * 1024, watchHeartbeatMs: 60_000 } });
+    try {
+      // ~6 MB of history in 30 revisions: one catch-up answer from etcd, far over the 64 KB buffer.
+      const value = b64('x'.repeat(16_000));
+      for (let t = 0; t < 30; t++) {
+        const success = Array.from({ length: 10 }, (_, i) => ({ request_put: { key: b64(`hist/${t}/${i}`), value } }));
+        assert.equal((await gw.post('/v3/kv/txn', { success })).status, 200);
+      }
+      const stalled = ['text/event-stream', 'application/x-ndjson'].map((accept) =>
+        http.get(new URL('/v1/watch/hist/?prefix&start_revision=1', gw.url), { headers: { Accept: accept } }, (res) => res.pause()),
+      );
+      for (const s of stalled) s.on('error', () => undefined);
+      // A client that reads gets the whole catch-up, and is not cut off.
+      const reader = await fetch(new URL('/v1/watch/hist/?prefix&start_revision=1', gw.url));
+      const body = reader.body!.getReader();
+      let text = '';
+      while ((text.match(/"type":"put"/g) ?? []).length < 300) {
+        const { value: chunk, done } = await body.read();
+        assert.ok(!done, 'the reading client was cut off');
+        text += Buffer.from(chunk).toString();
+      }
+      const deadline = Date.now() + 6_000;
+      while (gw.gateway.hub.stats().connections > 1 && Date.now() < deadline) await sleep(100);
+      assert.equal(gw.gateway.hub.stats().connections, 1, 'both stalled streams (SSE and NDJSON) are cut off; the reader stays');
+      await body.cancel();
+      for (const s of stalled) s.destroy();
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
+describe('a /v3/ watch resumed over a WebSocket or HTTP that never reads', () => {
+  it('is cut off too', async () => {
+    const gw = await startGateway({ streams: { sendBufferBytes: 64 * 1024 } });
+    try {
+      const value = b64('y'.repeat(16_000));
+      for (let t = 0; t < 30; t++) {
+        const success = Array.from({ length: 10 }, (_, i) => ({ request_put: { key: b64(`h3/${t}/${i}`), value } }));
+        assert.equal((await gw.post('/v3/kv/txn', { success })).status, 200);
+      }
+      const create = JSON.stringify({ create_request: { key: b64('h3/'), range_end: b64('h30'), start_revision: 1 } });
+      const ws = await openSocket(`${gw.wsUrl}/v3/watch`);
+      // A socket that reads nothing: its TCP stream is paused under ws.
+      (ws as unknown as { _socket: { pause(): void } })._socket.pause();
+      ws.send(create);
+      const httpWatch = http.request(new URL('/v3/watch', gw.url), { method: 'POST' }, (res) => res.pause());
+      httpWatch.on('error', () => undefined);
+      httpWatch.end(create);
+      await sleep(500);
+      assert.equal(gw.gateway.hub.stats().connections, 2);
+      const deadline = Date.now() + 6_000;
+      while (gw.gateway.hub.stats().connections > 0 && Date.now() < deadline) await sleep(100);
+      assert.equal(gw.gateway.hub.stats().connections, 0, 'both are cut off');
+      ws.terminate();
+      httpWatch.destroy();
+    } finally {
+      await gw.close();
+    }
+  });
+});

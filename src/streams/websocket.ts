@@ -11,6 +11,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import type * as grpc from '@grpc/grpc-js';
 import type { SharedResponse, WatchHub, WatchSink } from './watch-hub';
 import { Outbox } from './outbox';
+import { StallWatch } from './stall';
 import type { KeepAliveHub } from './keepalive';
 import { slowConsumer, streamError, tooManyConnections, type MessageCodec, type StreamLimits } from '../api/v3/watch';
 import { etcdMetadata, type GrpcMessage, type Guard } from '../api/context';
@@ -232,20 +233,28 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
     // they keep their order; ws writes only control frames (ping, pong, close), a close after a flush.
     // Whether the consumer is too slow is asked when its messages are written, not for each message:
     // a fan-out to thousands of sockets then touches only each one's outbox.
+    const tooSlow = (stalled: boolean): void => {
+      // Closed, the outbox takes no more messages.
+      outbox.close();
+      session.close();
+      ws.close(CLOSE_SLOW_CONSUMER, slowConsumer(opts.sendBufferBytes).message.slice(0, 120));
+      // A peer that reads nothing would never read the close frame either.
+      if (stalled) ws.terminate();
+      else setTimeout(() => ws.terminate(), 10_000).unref();
+    };
+    // Made for the sockets that go over their buffer: a large answer with nothing after it (stall.ts).
+    let stall: StallWatch | undefined;
     const outbox: Outbox = new Outbox((data, afterPartial) => {
       // Nothing is written past a close frame: a peer that closed first gets no more messages.
       if (ws.readyState !== ws.OPEN) return;
       // Too slow means earlier messages still wait to be sent; one large answer (a catch-up, a
       // revision's fragments) always goes through.
-      if (!afterPartial && ws.bufferedAmount > opts.sendBufferBytes) {
-        // Closed, the outbox takes no more messages.
-        outbox.close();
-        session.close();
-        ws.close(CLOSE_SLOW_CONSUMER, slowConsumer(opts.sendBufferBytes).message.slice(0, 120));
-        setTimeout(() => ws.terminate(), 10_000).unref();
-        return;
-      }
+      if (!afterPartial && ws.bufferedAmount > opts.sendBufferBytes) return tooSlow(false);
       socket.write(data);
+      if (stall?.armed || ws.bufferedAmount > opts.sendBufferBytes) {
+        stall ??= new StallWatch(() => ws.bufferedAmount + outbox.bytes, opts.sendBufferBytes, () => tooSlow(true));
+        stall.wrote(data.length);
+      }
     });
     outboxes.set(ws, outbox);
     const close = (code: number, reason: string): void => {
@@ -278,6 +287,7 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
       if (done) return;
       done = true;
       open--;
+      stall?.stop();
       opts.metrics.webSockets.dec();
       outbox.close();
       session.close();

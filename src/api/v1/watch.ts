@@ -21,6 +21,7 @@ import { pathBytes } from './params';
 import { prefixRange } from './etcd';
 import type { V1Settings } from './handlers';
 import { Outbox } from '../../streams/outbox';
+import { StallWatch } from '../../streams/stall';
 import { Admission, type WatchQuota } from '../../security/admission';
 
 export const SSE_CONTENT_TYPE = 'text/event-stream';
@@ -258,6 +259,9 @@ class WatchStream {
   private readonly metadata?: grpc.Metadata;
   /** Paced, coalesced writes (streams/outbox.ts): events and heartbeats go through it, in order. */
   private readonly outbox: Outbox;
+  /** A client that stops reading with more than the send buffer waiting is cut off even when nothing
+   *  more comes for it (a resume's catch-up is often the last thing for a while). */
+  private readonly stall: StallWatch;
 
   constructor(
     r: V1Request,
@@ -272,6 +276,12 @@ class WatchStream {
     this.res = r.res;
     this.outbox = new Outbox((data) => {
       if (!this.res.writableEnded && !this.res.destroyed) this.res.write(data);
+    });
+    const limit = settings.limits.sendBufferBytes;
+    this.stall = new StallWatch(() => this.res.writableLength + this.outbox.bytes, limit, () => {
+      // It reads nothing: the last message would never arrive, and what waits is let go now.
+      this.finish(errorMessage(this.tooSlow()));
+      this.res.destroy();
     });
     this.metadata = r.metadata;
     this.skip = ask.start?.skip ?? 0;
@@ -293,6 +303,7 @@ class WatchStream {
     if (this.ended) return;
     this.ended = true;
     for (const t of this.timers) clearInterval(t);
+    this.stall.stop();
     this.outbox.close();
     this.connection?.close();
   }
@@ -415,11 +426,16 @@ class WatchStream {
   private write(text: string | Buffer): void {
     if (this.ended) return;
     if (this.res.writableLength > this.settings.limits.sendBufferBytes) {
-      const cut = problem(429, `gateway: watch consumer too slow: more than ${this.settings.limits.sendBufferBytes} bytes waiting to be sent; resume from the last event id`, { code: GrpcCode.RESOURCE_EXHAUSTED });
-      this.finish(errorMessage(cut));
+      this.finish(errorMessage(this.tooSlow()));
       setTimeout(() => this.res.destroy(), 10_000).unref();
       return;
     }
-    this.outbox.push(typeof text === 'string' ? Buffer.from(text) : text);
+    const bytes = typeof text === 'string' ? Buffer.from(text) : text;
+    this.outbox.push(bytes);
+    this.stall.wrote(bytes.length);
+  }
+
+  private tooSlow(): Problem {
+    return problem(429, `gateway: watch consumer too slow: more than ${this.settings.limits.sendBufferBytes} bytes waiting to be sent; resume from the last event id`, { code: GrpcCode.RESOURCE_EXHAUSTED });
   }
 }

@@ -10,6 +10,7 @@ import { GatewayError, GrpcCode, httpStatusFromGrpcCode, invalidArgument, fromGr
 import { readJsonSequence, sendError, stampRequestId, type Route } from '../router';
 import type { WatchHub, WatchConnection } from '../../streams/watch-hub';
 import { TickCork } from '../../streams/tick-cork';
+import { StallWatch } from '../../streams/stall';
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import { Admission, type WatchQuota } from '../../security/admission';
 
@@ -109,21 +110,28 @@ export function watchRoute(operation: Operation, hub: WatchHub, codec: MessageCo
       let cutOff = false;
       let continuing = false;
       const tick = new TickCork(res);
+      const tooSlow = (stalled: boolean): void => {
+        cutOff = true;
+        stall.stop();
+        res.end(`${streamError(slowConsumer(limits.sendBufferBytes))}\n`);
+        connection.close();
+        // A client that reads nothing would not read the end either: let go of what waits now.
+        if (stalled) res.destroy();
+        else setTimeout(() => res.destroy(), 10_000).unref();
+      };
+      // A large answer with nothing after it, never read, is cut off too (stall.ts).
+      const stall = new StallWatch(() => res.writableLength, limits.sendBufferBytes, () => tooSlow(true));
+      res.on('close', () => stall.stop());
       const send = (text: string, fragment: boolean): void => {
         if (cutOff) return;
         // A client is too slow when what was sent before is still waiting; one large answer (a
         // catch-up, a revision's fragments) always goes through, so memory stays within the limit
         // plus one answer.
-        if (!continuing && res.writableLength > limits.sendBufferBytes) {
-          cutOff = true;
-          res.end(`${streamError(slowConsumer(limits.sendBufferBytes))}\n`);
-          connection.close();
-          setTimeout(() => res.destroy(), 10_000).unref();
-          return;
-        }
+        if (!continuing && res.writableLength > limits.sendBufferBytes) return tooSlow(false);
         tick.hold();
         // One message per write: each becomes its own HTTP chunk, as etcd3gw expects.
         res.write(`${text}\n`);
+        if (stall.armed || res.writableLength > limits.sendBufferBytes) stall.wrote(Buffer.byteLength(text) + 1);
         continuing = fragment;
       };
       const connection: WatchConnection = hub.connect(
