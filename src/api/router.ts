@@ -10,7 +10,7 @@ import type { Cancellation } from '../etcd/unary-channel';
 import { etcdMetadata, type GrpcMessage, type Guard, type RequestContext, type RequestHead, type UnaryHandler } from './context';
 import type { EtcdClient } from '../etcd/client';
 import { decode, encode, normalizeNames } from '../codec/codec';
-import { parseJson, parseJsonSequence, JsonSyntaxError } from '../json/parse';
+import { parseJson, parseJsonSequence, DuplicateKeyError, JsonSyntaxError } from '../json/parse';
 import { GatewayError, GrpcCode, invalidArgument, fromGrpcError } from '../errors';
 import type { ObjectShape } from '../codec/shape';
 
@@ -79,6 +79,8 @@ function parsedBody<T>(parse: () => T): T {
   try {
     return parse();
   } catch (e) {
+    // A repeated key is well-formed JSON whose meaning parsers disagree on: refused, by its pointer.
+    if (e instanceof DuplicateKeyError) throw invalidArgument(e.message);
     if (e instanceof JsonSyntaxError) throw invalidArgument(`request body is not valid JSON: ${e.message}`);
     throw e;
   }

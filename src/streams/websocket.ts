@@ -15,7 +15,7 @@ import { StallWatch } from './stall';
 import type { KeepAliveHub } from './keepalive';
 import { slowConsumer, streamError, tooManyConnections, type MessageCodec, type StreamLimits } from '../api/v3/watch';
 import { etcdMetadata, type GrpcMessage, type Guard } from '../api/context';
-import { parseJson, JsonSyntaxError } from '../json/parse';
+import { parseJson, DuplicateKeyError, JsonSyntaxError } from '../json/parse';
 import { GatewayError, GrpcCode, invalidArgument } from '../errors';
 import { API_PREFIX, rawJsonResponse } from '../api/router';
 import type { EtcdClient } from '../etcd/client';
@@ -273,6 +273,7 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
         try {
           value = parseJson(text);
         } catch (e) {
+          if (e instanceof DuplicateKeyError) throw invalidArgument(e.message);
           if (e instanceof JsonSyntaxError) throw invalidArgument(`message is not valid JSON: ${e.message}`);
           throw e;
         }
