@@ -192,6 +192,10 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
     const factory = m ? sessions[m[1]] : undefined;
     if (!factory) return refuseUpgrade(socket, 404, `no WebSocket route: ${path}`);
     const operationId = OPERATION_OF[m![1]];
+    // An upgrade is a request of its client's, counted first as on HTTP (an unidentified one by its
+    // address), so that a flood of refused upgrades is limited too.
+    const limited = opts.admission.charge(req);
+    if (limited) return refuseUpgrade(socket, 429, limited.error.message, limited.headers);
     if (opts.guard) {
       try {
         opts.guard(req);
@@ -199,9 +203,6 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
         return refuseUpgrade(socket, 401, (err as Error).message);
       }
     }
-    // An upgrade is a request of its client's (identified first, so it counts against its own rate).
-    const limited = opts.admission.charge(req);
-    if (limited) return refuseUpgrade(socket, 429, limited.error.message, limited.headers);
     if (open >= opts.maxConnections) return refuseUpgrade(socket, 503, tooManyConnections(opts.maxConnections).message);
     let md: grpc.Metadata | undefined;
     try {
