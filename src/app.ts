@@ -30,7 +30,8 @@ import { randomUUID } from 'node:crypto';
 import pino, { type Logger } from 'pino';
 import { Metrics } from './observability/metrics';
 import { cors } from './security/cors';
-import { rateLimit, type RateLimited } from './security/rate-limit';
+import { rateLimit } from './security/rate-limit';
+import { Admission } from './security/admission';
 import { accessGuard, type AccessPolicy } from './security/access';
 import { V1_PREFIX, V1Router, type V1Handler, type V1Match } from './api/v1/router';
 import { v1Handlers } from './api/v1/handlers';
@@ -45,6 +46,11 @@ export interface StreamSettings {
   pingIntervalMs: number;
   /** Interval of the comment line that keeps an idle SSE watch open through proxies. */
   watchHeartbeatMs: number;
+  /** Per-client caps (admission.ts): open streams, watches, keepalives in flight. Absent or 0: none
+   *  (main.ts always sets them, from the configuration's defaults). */
+  maxStreamsPerClient?: number;
+  maxWatchesPerClient?: number;
+  maxKeepalivesPerClient?: number;
 }
 
 export const DEFAULT_STREAM_SETTINGS: StreamSettings = {
@@ -97,6 +103,21 @@ export interface Gateway {
 
 type StreamRouteFactory = (op: Operation) => Route;
 
+/** Swagger UI's page: its scripts, styles and requests from this origin only, no framing. Its page
+ *  and the UI it renders use inline styles; images are its own and the data: icons of its stylesheet. */
+export const DOCS_CSP = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self' 'unsafe-inline'",
+  "img-src 'self' data:",
+  "font-src 'self' data:",
+  "connect-src 'self'",
+  "base-uri 'none'",
+  "form-action 'none'",
+  "object-src 'none'",
+  "frame-ancestors 'none'",
+].join('; ');
+
 /** The /v1/ operations the fast lane serves (fast-lane.ts): GET, PUT and DELETE of keys. */
 const LANE_V1_OPERATIONS = new Set(['V1_KvGet', 'V1_KvPut', 'V1_KvDelete']);
 const V1_KV_PREFIX = '/v1/kv/';
@@ -126,16 +147,17 @@ function querySearch(target: string): string {
 /** Every handler by operationId; a test checks it against the operations of openapi.yaml. */
 export function handlerTable(
   etcd: EtcdClient,
-  streams: { hub: WatchHub; keepalive: KeepAliveHub; spec: ApiSpec; limits: StreamLimits; maxBodyBytes: number; metrics: Metrics; guard?: Guard; watchHeartbeatMs?: number },
+  streams: { hub: WatchHub; keepalive: KeepAliveHub; spec: ApiSpec; limits: StreamLimits; maxBodyBytes: number; metrics: Metrics; guard?: Guard; watchHeartbeatMs?: number; admission?: Admission },
   lockWaitMs = 60_000,
 ): { unary: Record<string, UnaryHandler>; stream: Record<string, StreamRouteFactory>; http: Record<string, HttpHandler>; v1: Record<string, V1Handler> } {
   const { hub, keepalive, spec, limits, maxBodyBytes, metrics, guard } = streams;
+  const admission = streams.admission ?? new Admission({ clientOf: () => '' });
   const codec = (request: string, response: string): MessageCodec => new MessageCodec(spec, request, response);
   return {
     unary: { ...kvHandlers, ...leaseHandlers, ...clusterHandlers, ...maintenanceHandlers, ...authHandlers, ...lockHandlers(lockWaitMs) },
     stream: {
-      Watch_Watch: (op) => watchRoute(op, hub, codec('WatchRequest', 'WatchResponse'), limits, maxBodyBytes, guard),
-      Lease_LeaseKeepAlive: (op) => keepAliveRoute(op, keepalive, codec('LeaseKeepAliveRequest', 'LeaseKeepAliveResponse'), maxBodyBytes, guard),
+      Watch_Watch: (op) => watchRoute(op, hub, codec('WatchRequest', 'WatchResponse'), limits, maxBodyBytes, admission, guard),
+      Lease_LeaseKeepAlive: (op) => keepAliveRoute(op, keepalive, codec('LeaseKeepAliveRequest', 'LeaseKeepAliveResponse'), maxBodyBytes, admission, guard),
       Maintenance_Snapshot: (op) => serverStreamRoute(op, etcd, 'Maintenance', 'Snapshot', codec('Empty', 'SnapshotResponse'), maxBodyBytes, guard),
       Election_Observe: (op) => serverStreamRoute(op, etcd, 'Election', 'Observe', codec('LeaderRequest', 'LeaderResponse'), maxBodyBytes, guard),
     },
@@ -146,6 +168,7 @@ export function handlerTable(
       maxBodyBytes,
       lockWaitMs,
       limits,
+      admission,
       maxWatchConnections: limits.maxConnections,
       watchHeartbeatMs: streams.watchHeartbeatMs ?? DEFAULT_STREAM_SETTINGS.watchHeartbeatMs,
     }),
@@ -161,9 +184,25 @@ export function buildGateway(opts: AppOptions): Gateway {
   const metrics = new Metrics({ hub, keepalive });
   opts.etcd.observer = (service, method, code, seconds) => metrics.etcdCall(service, method, code, seconds);
   const guard = opts.access ? accessGuard(opts.access, opts.etcd) : undefined;
+  // A client is its access-control identity when there is one, else its address: the key of its rate
+  // and of every per-client cap.
+  const clientOf = (req: RequestHead): string => {
+    try {
+      if (opts.access) return `client:${opts.access.clientOf(req).name}`;
+    } catch {
+      // unidentified: counted by address
+    }
+    return req.socket.remoteAddress ?? '';
+  };
+  const admission = new Admission({
+    clientOf,
+    rate: opts.rateLimit?.rate ? rateLimit(opts.rateLimit) : undefined,
+    caps: { streams: streams.maxStreamsPerClient, watches: streams.maxWatchesPerClient, keepalives: streams.maxKeepalivesPerClient },
+  });
+  const limit = admission.rateLimited ? (req: RequestHead) => admission.charge(req) : undefined;
   const handlers = handlerTable(
     opts.etcd,
-    { hub, keepalive, spec, limits, maxBodyBytes: opts.maxBodyBytes, metrics, guard, watchHeartbeatMs: streams.watchHeartbeatMs },
+    { hub, keepalive, spec, limits, maxBodyBytes: opts.maxBodyBytes, metrics, guard, watchHeartbeatMs: streams.watchHeartbeatMs, admission },
     opts.lockWaitMs,
   );
   const log = opts.logger ?? pino({ level: 'silent' });
@@ -178,19 +217,6 @@ export function buildGateway(opts: AppOptions): Gateway {
   for (const op of spec.operations) for (const p of [op.path, ...op.aliases]) routeOf.set(p, op.operationId);
 
   const corsCheck = opts.corsOrigins?.length ? cors(opts.corsOrigins) : undefined;
-  let limit: ((req: RequestHead) => RateLimited | undefined) | undefined;
-  if (opts.rateLimit?.rate) {
-    // A client is its access-control identity when there is one, else its address.
-    const clientOf = (req: RequestHead): string => {
-      try {
-        if (opts.access) return `client:${opts.access.clientOf(req).name}`;
-      } catch {
-        // unidentified: counted by address
-      }
-      return req.socket.remoteAddress ?? '';
-    };
-    limit = rateLimit({ ...opts.rateLimit, clientOf });
-  }
 
   const apiRoutes = new Map<string, Route>();
   /** The unary routes under every API prefix, for the fast lane. */
@@ -234,9 +260,18 @@ export function buildGateway(opts: AppOptions): Gateway {
       }
     }
     // Streams (the watch) are ended at shutdown, so that an EventSource reconnects to another replica.
-    if (v1Streams.has(match.operationId)) {
+    if (v1Streams.has(match.operationId) && req.method !== 'HEAD') {
+      let release;
+      try {
+        release = admission.openStream(req);
+      } catch (err) {
+        return sendProblem(res, problemFromError(err));
+      }
       openStreams.add(res);
-      res.once('close', () => openStreams.delete(res));
+      res.once('close', () => {
+        openStreams.delete(res);
+        release();
+      });
     }
     match.serve(req, res);
   };
@@ -257,8 +292,17 @@ export function buildGateway(opts: AppOptions): Gateway {
       }
     }
     if (route.operation.stream) {
+      let release;
+      try {
+        release = admission.openStream(req);
+      } catch (err) {
+        return sendError(res, err);
+      }
       openStreams.add(res);
-      res.once('close', () => openStreams.delete(res));
+      res.once('close', () => {
+        openStreams.delete(res);
+        release();
+      });
     }
     void route.serve(req, res);
   };
@@ -306,12 +350,22 @@ export function buildGateway(opts: AppOptions): Gateway {
   app.get('/openapi.yaml', (_req, res) => {
     res.type('application/yaml').send(spec.yamlText);
   });
+  // Swagger UI runs requests with the caller's credentials ("Try it out"): never inside another site's
+  // frame (clickjacking), and its scripts only from here.
+  app.use('/docs', (_req, res, next) => {
+    res.setHeader('Content-Security-Policy', DOCS_CSP);
+    res.setHeader('X-Frame-Options', 'DENY');
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+    res.setHeader('Referrer-Policy', 'no-referrer');
+    next();
+  });
   app.use(
     '/docs',
     swaggerUi.serve,
     swaggerUi.setup(spec.doc, {
       customSiteTitle: 'etcd JSON gateway',
-      swaggerOptions: { tryItOutEnabled: true, displayRequestDuration: true },
+      // No validator badge: it would load an image from validator.swagger.io, which the CSP refuses.
+      swaggerOptions: { tryItOutEnabled: true, displayRequestDuration: true, validatorUrl: null },
     }),
   );
   if (opts.ui !== false) app.use('/ui', consoleRoutes());
@@ -374,6 +428,7 @@ export function buildGateway(opts: AppOptions): Gateway {
       sockets = attachWebSockets(server, {
         metrics,
         guard,
+        admission,
         etcd: opts.etcd,
         hub,
         keepalive,

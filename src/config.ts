@@ -42,6 +42,10 @@ export interface Config {
   watchStreams: number;
   maxWatchesPerConnection: number;
   maxWatchConnections: number;
+  /** Per client (its access-control identity, else its address): open streams, watches, keepalives in flight. */
+  maxStreamsPerClient: number;
+  maxWatchesPerClient: number;
+  maxKeepalivesPerClient: number;
   sendBufferBytes: number;
   pingIntervalMs: number;
   /** Interval of the heartbeat comment on an SSE watch (ms). */
@@ -93,6 +97,9 @@ const SETTINGS = {
   watchStreams: { flag: 'watch-streams', env: 'WATCH_STREAMS', default: '4', help: 'etcd Watch streams that all client watches share' },
   maxWatchesPerConnection: { flag: 'max-watches-per-connection', env: 'MAX_WATCHES_PER_CONNECTION', default: '1000', help: 'watches one HTTP stream or WebSocket may hold' },
   maxWatchConnections: { flag: 'max-watch-connections', env: 'MAX_WATCH_CONNECTIONS', default: '10000', help: 'open watch streams and WebSockets, in all' },
+  maxStreamsPerClient: { flag: 'max-streams-per-client', env: 'MAX_STREAMS_PER_CLIENT', default: '0', help: 'open streams (WebSockets, HTTP streams, /v1/ watches) one client may hold; more: 429 (0: a tenth of MAX_WATCH_CONNECTIONS)' },
+  maxWatchesPerClient: { flag: 'max-watches-per-client', env: 'MAX_WATCHES_PER_CLIENT', default: '10000', help: 'watches one client may hold across all its streams; more: refused (429)' },
+  maxKeepalivesPerClient: { flag: 'max-keepalives-per-client', env: 'MAX_KEEPALIVES_PER_CLIENT', default: '1000', help: 'lease keepalives one client may have waiting for etcd (each ID of a keepalive body counts); more: 429' },
   sendBufferBytes: { flag: 'send-buffer-bytes', env: 'SEND_BUFFER_BYTES', default: '4194304', help: 'bytes waiting to be sent to one client before it is cut off as too slow' },
   pingIntervalMs: { flag: 'ws-ping-interval-ms', env: 'WS_PING_INTERVAL_MS', default: '30000', help: 'WebSocket ping interval; a peer silent for two intervals is dropped' },
   watchHeartbeatMs: { flag: 'watch-heartbeat-ms', env: 'WATCH_HEARTBEAT_MS', default: '15000', help: 'interval of the heartbeat comment on a Server-Sent Events watch, so proxies keep it open' },
@@ -177,6 +184,19 @@ function originList(text: string): string[] {
   return list;
 }
 
+/** The global watch-connection limit and the per-client caps under it: by default one client may hold
+ *  a tenth of the streams, so that one client cannot take the whole process. */
+function perClient(get: (s: Setting) => string): Pick<Config, 'maxWatchConnections' | 'maxStreamsPerClient' | 'maxWatchesPerClient' | 'maxKeepalivesPerClient'> {
+  const maxWatchConnections = integer('MAX_WATCH_CONNECTIONS', get(SETTINGS.maxWatchConnections), 1, 10_000_000);
+  const streams = integer('MAX_STREAMS_PER_CLIENT', get(SETTINGS.maxStreamsPerClient), 0, 10_000_000);
+  return {
+    maxWatchConnections,
+    maxStreamsPerClient: streams || Math.max(1, Math.floor(maxWatchConnections / 10)),
+    maxWatchesPerClient: integer('MAX_WATCHES_PER_CLIENT', get(SETTINGS.maxWatchesPerClient), 1, 100_000_000),
+    maxKeepalivesPerClient: integer('MAX_KEEPALIVES_PER_CLIENT', get(SETTINGS.maxKeepalivesPerClient), 1, 10_000_000),
+  };
+}
+
 /** Returns the configuration, or `"help"` when --help was asked for. Throws ConfigError when invalid. */
 export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | 'help' {
   const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' } };
@@ -215,7 +235,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | 'he
     logLevel,
     watchStreams: integer('WATCH_STREAMS', get(SETTINGS.watchStreams), 1, 256),
     maxWatchesPerConnection: integer('MAX_WATCHES_PER_CONNECTION', get(SETTINGS.maxWatchesPerConnection), 1, 1_000_000),
-    maxWatchConnections: integer('MAX_WATCH_CONNECTIONS', get(SETTINGS.maxWatchConnections), 1, 10_000_000),
+    ...perClient(get),
     sendBufferBytes: integer('SEND_BUFFER_BYTES', get(SETTINGS.sendBufferBytes), 1024, 1 << 30),
     pingIntervalMs: integer('WS_PING_INTERVAL_MS', get(SETTINGS.pingIntervalMs), 100, 3_600_000),
     watchHeartbeatMs: integer('WATCH_HEARTBEAT_MS', get(SETTINGS.watchHeartbeatMs), 100, 3_600_000),

@@ -33,6 +33,9 @@ describe('config', () => {
       watchStreams: 4,
       maxWatchesPerConnection: 1000,
       maxWatchConnections: 10000,
+      maxStreamsPerClient: 1000,
+      maxWatchesPerClient: 10000,
+      maxKeepalivesPerClient: 1000,
       sendBufferBytes: 4194304,
       pingIntervalMs: 30000,
       watchHeartbeatMs: 15000,
@@ -44,6 +47,16 @@ describe('config', () => {
       etcdKeyFile: '',
       ui: true,
     });
+  });
+
+  it('caps each client at a tenth of MAX_WATCH_CONNECTIONS streams unless MAX_STREAMS_PER_CLIENT says otherwise', () => {
+    const derived = loadConfig([], { MAX_WATCH_CONNECTIONS: '50' });
+    assert.ok(derived !== 'help');
+    assert.equal(derived.maxStreamsPerClient, 5);
+    const given = loadConfig(['--max-streams-per-client', '7', '--max-watches-per-client', '8', '--max-keepalives-per-client', '9'], {});
+    assert.ok(given !== 'help');
+    assert.deepEqual([given.maxStreamsPerClient, given.maxWatchesPerClient, given.maxKeepalivesPerClient], [7, 8, 9]);
+    assert.throws(() => loadConfig([], { MAX_WATCHES_PER_CLIENT: '0' }), (e: unknown) => e instanceof ConfigError && /MAX_WATCHES_PER_CLIENT must be between 1/.test(e.message));
   });
 
   it('turns the web console off with UI=off (or --ui off), and refuses anything but on and off', () => {
@@ -72,7 +85,7 @@ describe('config', () => {
 
   it('answers --help with the usage, listing every variable', () => {
     assert.equal(loadConfig(['--help'], {}), 'help');
-    for (const name of ['ETCD_ENDPOINTS', 'ETCD_USERNAME', 'ETCD_PASSWORD', 'LOCK_WAIT_MS', 'SHUTDOWN_GRACE_MS', 'CORS_ORIGINS', 'RATE_LIMIT', 'RATE_LIMIT_BURST', 'ACCESS_FILE', 'MAX_HEADER_BYTES', 'HEADERS_TIMEOUT_MS', 'REQUEST_READ_TIMEOUT_MS', 'KEEPALIVE_TIMEOUT_MS', 'MAX_CONNECTIONS', 'HTTP_FAST_LANE', 'PORT', 'HOST', 'REQUEST_TIMEOUT_MS', 'MAX_BODY_BYTES', 'DATA_DIR', 'LOG_LEVEL', 'WATCH_STREAMS', 'MAX_WATCHES_PER_CONNECTION', 'MAX_WATCH_CONNECTIONS', 'SEND_BUFFER_BYTES', 'WS_PING_INTERVAL_MS', 'WATCH_HEARTBEAT_MS', 'TLS_CERT_FILE', 'TLS_KEY_FILE', 'TLS_CLIENT_CA_FILE', 'ETCD_CA_FILE', 'ETCD_CERT_FILE', 'ETCD_KEY_FILE']) {
+    for (const name of ['ETCD_ENDPOINTS', 'ETCD_USERNAME', 'ETCD_PASSWORD', 'LOCK_WAIT_MS', 'SHUTDOWN_GRACE_MS', 'CORS_ORIGINS', 'RATE_LIMIT', 'RATE_LIMIT_BURST', 'ACCESS_FILE', 'MAX_HEADER_BYTES', 'HEADERS_TIMEOUT_MS', 'REQUEST_READ_TIMEOUT_MS', 'KEEPALIVE_TIMEOUT_MS', 'MAX_CONNECTIONS', 'HTTP_FAST_LANE', 'PORT', 'HOST', 'REQUEST_TIMEOUT_MS', 'MAX_BODY_BYTES', 'DATA_DIR', 'LOG_LEVEL', 'WATCH_STREAMS', 'MAX_WATCHES_PER_CONNECTION', 'MAX_WATCH_CONNECTIONS', 'MAX_STREAMS_PER_CLIENT', 'MAX_WATCHES_PER_CLIENT', 'MAX_KEEPALIVES_PER_CLIENT', 'SEND_BUFFER_BYTES', 'WS_PING_INTERVAL_MS', 'WATCH_HEARTBEAT_MS', 'TLS_CERT_FILE', 'TLS_KEY_FILE', 'TLS_CLIENT_CA_FILE', 'ETCD_CA_FILE', 'ETCD_CERT_FILE', 'ETCD_KEY_FILE']) {
       assert.match(usage(), new RegExp(name));
     }
   });

@@ -10,7 +10,7 @@ import type { Cancellation } from '../etcd/unary-channel';
 import { etcdMetadata, type GrpcMessage, type Guard, type RequestContext, type RequestHead, type UnaryHandler } from './context';
 import type { EtcdClient } from '../etcd/client';
 import { decode, encode, normalizeNames } from '../codec/codec';
-import { parseJson, parseJsonSequence, JsonSyntaxError } from '../json/parse';
+import { parseJson, parseJsonSequence, DuplicateKeyError, JsonSyntaxError } from '../json/parse';
 import { GatewayError, GrpcCode, invalidArgument, fromGrpcError } from '../errors';
 import type { ObjectShape } from '../codec/shape';
 
@@ -55,10 +55,12 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, ext
 
 /** A whole HTTP/1.1 answer for a socket, for refusals made before there is a request to answer
  *  (a WebSocket upgrade, a connection over the limit, a head the parser refused). */
-export function rawJsonResponse(err: GatewayError): string {
+export function rawJsonResponse(err: GatewayError, headers?: Record<string, string>): string {
   const body = JSON.stringify(err.body());
+  let extra = '';
+  if (headers) for (const name in headers) extra += `${name}: ${headers[name]}\r\n`;
   return (
-    `HTTP/1.1 ${err.httpStatus} ${STATUS_CODES[err.httpStatus] ?? ''}\r\nContent-Type: application/json\r\n` +
+    `HTTP/1.1 ${err.httpStatus} ${STATUS_CODES[err.httpStatus] ?? ''}\r\nContent-Type: application/json\r\n${extra}` +
     `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
   );
 }
@@ -77,6 +79,8 @@ function parsedBody<T>(parse: () => T): T {
   try {
     return parse();
   } catch (e) {
+    // A repeated key is well-formed JSON whose meaning parsers disagree on: refused, by its pointer.
+    if (e instanceof DuplicateKeyError) throw invalidArgument(e.message);
     if (e instanceof JsonSyntaxError) throw invalidArgument(`request body is not valid JSON: ${e.message}`);
     throw e;
   }

@@ -22,6 +22,38 @@ export class JsonSyntaxError extends Error {
   }
 }
 
+/** A JSON pointer segment (RFC 6901). */
+function pointerSegment(key: string): string {
+  return key.replace(/~/g, '~0').replace(/\//g, '~1');
+}
+
+/**
+ * An object with the same key twice. RFC 8259 leaves the meaning to each parser (JSON.parse keeps the
+ * last, others the first), so a proxy in front and this gateway could read two different requests from
+ * one body: refused, naming the key by JSON pointer.
+ */
+export class DuplicateKeyError extends JsonSyntaxError {
+  /** The JSON pointer of the repeated key, built outwards as the error leaves each container. */
+  pointer: string;
+
+  constructor(key: string, offset: number) {
+    super('', offset);
+    this.name = 'DuplicateKeyError';
+    this.pointer = `/${pointerSegment(key)}`;
+    this.describe();
+  }
+
+  /** The container holding the object was itself at `segment` of its parent. */
+  under(segment: string | number): void {
+    this.pointer = `/${typeof segment === 'number' ? segment : pointerSegment(segment)}${this.pointer}`;
+    this.describe();
+  }
+
+  private describe(): void {
+    this.message = `${this.pointer}: duplicate key (a key may appear only once in an object)`;
+  }
+}
+
 interface RecordedLiteral {
   // The value is kept so that a container mutated after parsing does not
   // report a literal for a number that is no longer there.
@@ -224,11 +256,19 @@ class Parser {
     }
     for (;;) {
       if (c !== QUOTE) throw this.unexpected(c, this.pos);
+      const keyAt = this.pos;
       const key = this.parseString();
+      if (Object.hasOwn(obj, key)) throw new DuplicateKeyError(key, keyAt);
       c = this.skipWhitespace();
       if (c !== COLON) throw this.unexpected(c, this.pos);
       this.pos++;
-      const value = this.parseValue(this.skipWhitespace());
+      let value: unknown;
+      try {
+        value = this.parseValue(this.skipWhitespace());
+      } catch (e) {
+        if (e instanceof DuplicateKeyError) e.under(key);
+        throw e;
+      }
       if (key === '__proto__') {
         // Plain assignment would replace the prototype instead of storing data.
         Object.defineProperty(obj, key, { value, writable: true, enumerable: true, configurable: true });
@@ -237,9 +277,6 @@ class Parser {
       }
       if (this.pendingLiteral !== undefined) {
         records = this.recordLiteral(obj, records, key, value);
-      } else if (records !== undefined) {
-        // A later duplicate key replaced a recorded number.
-        records.delete(key);
       }
       c = this.skipWhitespace();
       if (c === COMMA) {
@@ -282,7 +319,13 @@ class Parser {
       return arr;
     }
     for (;;) {
-      const value = this.parseValue(c);
+      let value: unknown;
+      try {
+        value = this.parseValue(c);
+      } catch (e) {
+        if (e instanceof DuplicateKeyError) e.under(arr.length);
+        throw e;
+      }
       if (this.pendingLiteral !== undefined) records = this.recordLiteral(arr, records, String(arr.length), value);
       arr.push(value);
       c = this.skipWhitespace();

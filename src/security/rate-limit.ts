@@ -1,8 +1,9 @@
 // A token bucket per client: `rate` requests per second on average, bursts up to `burst`. Past it the
 // answer is 429 with Retry-After. Buckets of clients gone quiet are dropped, so the map stays small.
+// A request is an HTTP request, a stream's open (a WebSocket upgrade, an HTTP or SSE/NDJSON watch) or
+// one message on a stream (a WebSocket message, each request of a watch or keepalive body).
 
 import { GatewayError, GrpcCode } from '../errors';
-import type { RequestHead } from '../api/context';
 
 interface Bucket {
   tokens: number;
@@ -17,26 +18,35 @@ export interface RateLimited {
   headers: Record<string, string>;
 }
 
-/** The limiter: undefined while the client is within its rate, else the refusal to send. */
-export function rateLimit(opts: { rate: number; burst: number; clientOf: (req: RequestHead) => string }): (req: RequestHead) => RateLimited | undefined {
+/** The limiter: undefined while the client (by its key) is within its rate, else the refusal to send.
+ *  `count` requests at once (a body of many) are taken whole or not at all. */
+export type RateLimiter = (client: string, count?: number) => RateLimited | undefined;
+
+export function rateLimit(opts: { rate: number; burst: number }): RateLimiter {
   const buckets = new Map<string, Bucket>();
   const sweeper = setInterval(() => {
     const now = performance.now();
     for (const [k, b] of buckets) if (now - b.at > IDLE_MS) buckets.delete(k);
   }, IDLE_MS);
   sweeper.unref();
-  return (req) => {
+  return (key, count = 1): RateLimited | undefined => {
     const now = performance.now();
-    const key = opts.clientOf(req);
     const bucket = buckets.get(key) ?? { tokens: opts.burst, at: now };
     bucket.tokens = Math.min(opts.burst, bucket.tokens + ((now - bucket.at) / 1000) * opts.rate);
     bucket.at = now;
     buckets.set(key, bucket);
-    if (bucket.tokens >= 1) {
-      bucket.tokens -= 1;
+    if (bucket.tokens >= count) {
+      bucket.tokens -= count;
       return undefined;
     }
-    const retryAfter = Math.max(1, Math.ceil((1 - bucket.tokens) / opts.rate));
+    if (count > opts.burst) {
+      // Never within the rate, however long it waits: no Retry-After.
+      return {
+        error: new GatewayError(GrpcCode.RESOURCE_EXHAUSTED, `gateway: rate limit of ${opts.rate} requests/s exceeded: the body holds more requests than the burst of ${opts.burst} (RATE_LIMIT_BURST); send them in smaller bodies`),
+        headers: {},
+      };
+    }
+    const retryAfter = Math.max(1, Math.ceil((count - bucket.tokens) / opts.rate));
     return {
       error: new GatewayError(GrpcCode.RESOURCE_EXHAUSTED, `gateway: rate limit of ${opts.rate} requests/s exceeded`),
       headers: { 'Retry-After': String(retryAfter) },

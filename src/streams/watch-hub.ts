@@ -16,6 +16,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { endStream, type EtcdClient } from '../etcd/client';
 import type { GrpcMessage } from '../api/context';
+import type { WatchQuota } from '../security/admission';
 
 /** Where a connection's answers go: one WatchResponse (gRPC form, client's watch_id) at a time. A sink
  *  that implements `deliverShared` gets the responses of shared watches in that form instead, so it can
@@ -487,6 +488,8 @@ export class WatchConnection {
     readonly credentials: grpc.Metadata | undefined,
     private readonly home: EtcdWatchStream,
     private readonly sink: WatchSink,
+    /** The watches its client may hold across all its connections (admission.ts); undefined: no cap. */
+    private readonly quota?: WatchQuota,
   ) {}
 
   get size(): number {
@@ -574,6 +577,10 @@ export class WatchConnection {
       });
       return;
     }
+    if (this.quota?.full) {
+      this.answerInOrder({ watch_id: NO_WATCH, created: true, canceled: true, cancel_reason: this.quota.reason });
+      return;
+    }
     let id: string;
     if (wanted !== '0') {
       id = interned(wanted);
@@ -595,6 +602,7 @@ export class WatchConnection {
     this.watches.set(id, watch);
     this.inLine(watch);
     this.hub.watchCount++;
+    if (this.quota) this.quota.used++;
     this.hub.place(watch);
   }
 
@@ -631,6 +639,7 @@ export class WatchConnection {
     if (this.watches.get(watch.clientId) === watch) {
       this.watches.delete(watch.clientId);
       this.hub.watchCount--;
+      if (this.quota) this.quota.used--;
     }
   }
 
@@ -642,6 +651,10 @@ export class WatchConnection {
       watch.done = true;
       this.hub.watchCount--;
       this.hub.leave(watch);
+    }
+    if (this.quota) {
+      this.quota.used -= this.watches.size;
+      this.quota.detach();
     }
     for (const watch of this.unanswered ?? []) if (watch.source) this.hub.leave(watch);
     this.watches.clear();
@@ -673,10 +686,10 @@ export class WatchHub {
   ) {}
 
   /** A new client connection, homed on one of the etcd streams of its identity. */
-  connect(sink: WatchSink, credentials?: grpc.Metadata): WatchConnection {
+  connect(sink: WatchSink, credentials?: grpc.Metadata, quota?: WatchQuota): WatchConnection {
     const identity = credentials ? JSON.stringify(credentials.toJSON()) : '';
     const home = this.stream(identity, credentials);
-    const connection = new WatchConnection(this, identity, credentials, home, sink);
+    const connection = new WatchConnection(this, identity, credentials, home, sink, quota);
     home.connections.add(connection);
     this.connectionCount++;
     return connection;

@@ -11,19 +11,23 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import type * as grpc from '@grpc/grpc-js';
 import type { SharedResponse, WatchHub, WatchSink } from './watch-hub';
 import { Outbox } from './outbox';
+import { StallWatch } from './stall';
 import type { KeepAliveHub } from './keepalive';
 import { slowConsumer, streamError, tooManyConnections, type MessageCodec, type StreamLimits } from '../api/v3/watch';
 import { etcdMetadata, type GrpcMessage, type Guard } from '../api/context';
-import { parseJson, JsonSyntaxError } from '../json/parse';
+import { parseJson, DuplicateKeyError, JsonSyntaxError } from '../json/parse';
 import { GatewayError, GrpcCode, invalidArgument } from '../errors';
 import { API_PREFIX, rawJsonResponse } from '../api/router';
 import type { EtcdClient } from '../etcd/client';
 import type { Metrics } from '../observability/metrics';
+import type { Admission } from '../security/admission';
 
 export interface WebSocketOptions extends StreamLimits {
   etcd: EtcdClient;
   /** Access control, checked on the upgrade (who) and on every message (what). */
   guard?: Guard;
+  /** The client's rate (the upgrade and every message count) and caps (streams, watches, keepalives). */
+  admission: Admission;
   metrics: Metrics;
   hub: WatchHub;
   keepalive: KeepAliveHub;
@@ -93,7 +97,7 @@ function settled(checked: GrpcMessage | Promise<GrpcMessage>): GrpcMessage {
   return checked;
 }
 
-type SessionFactory = (out: Outbox, md: grpc.Metadata | undefined, cutOff: () => void, check: Check) => Session;
+type SessionFactory = (out: Outbox, md: grpc.Metadata | undefined, cutOff: () => void, check: Check, req: http.IncomingMessage) => Session;
 
 const newFrameMap = (): Map<string, Buffer> => new Map();
 
@@ -124,11 +128,12 @@ const UPGRADE_REFUSAL_CODES: Record<number, number> = {
   401: GrpcCode.UNAUTHENTICATED,
   404: GrpcCode.NOT_FOUND,
   405: GrpcCode.UNIMPLEMENTED,
+  429: GrpcCode.RESOURCE_EXHAUSTED,
   503: GrpcCode.RESOURCE_EXHAUSTED,
 };
 
-function refuseUpgrade(socket: Duplex, status: number, message: string): void {
-  socket.end(rawJsonResponse(new GatewayError(UPGRADE_REFUSAL_CODES[status], message, status)));
+function refuseUpgrade(socket: Duplex, status: number, message: string, headers?: Record<string, string>): void {
+  socket.end(rawJsonResponse(new GatewayError(UPGRADE_REFUSAL_CODES[status], message, status), headers));
 }
 
 export function attachWebSockets(server: http.Server, opts: WebSocketOptions): { close(): void } {
@@ -143,11 +148,11 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
   let open = 0;
 
   const sessions: Record<string, SessionFactory> = {
-    '/watch': (out, md, _cutOff, check) => {
-      const connection = opts.hub.connect(new WatchSocketSink(opts.codecs.watch, out), md);
+    '/watch': (out, md, _cutOff, check, req) => {
+      const connection = opts.hub.connect(new WatchSocketSink(opts.codecs.watch, out), md, opts.admission.watchQuota(req));
       return { request: (v) => connection.request(settled(check(opts.codecs.watch.decodeRequest(v)))), close: () => connection.close() };
     },
-    '/lease/keepalive': (out, md, _cutOff, check) => {
+    '/lease/keepalive': (out, md, _cutOff, check, req) => {
       let closed = false;
       // Answers keep the order of the requests, refusals included: they carry no ID to match them by.
       let previous: Promise<unknown> = Promise.resolve();
@@ -157,12 +162,11 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
       return {
         request(v) {
           const checked = check(opts.codecs.keepalive.decodeRequest(v));
+          const release = opts.admission.keepalivesInFlight(req, 1);
           // A refusal after etcd was asked is answered in its place in the order, as any other.
-          inOrder(
-            Promise.resolve(checked)
-              .then((request) => opts.keepalive.renew(String(request.ID ?? '0'), md))
-              .then((a) => opts.codecs.keepalive.encodeResult(a), streamError),
-          );
+          const renewal = Promise.resolve(checked).then((request) => opts.keepalive.renew(String(request.ID ?? '0'), md));
+          renewal.then(release, release);
+          inOrder(renewal.then((a) => opts.codecs.keepalive.encodeResult(a), streamError));
         },
         refuse: (err) => inOrder(Promise.resolve(streamError(err))),
         close: () => (closed = true),
@@ -196,6 +200,10 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
     const factory = m ? sessions[m[1]] : undefined;
     if (!factory) return refuseUpgrade(socket, 404, `no WebSocket route: ${path}`);
     const operationId = OPERATION_OF[m![1]];
+    // An upgrade is a request of its client's, counted first as on HTTP (an unidentified one by its
+    // address), so that a flood of refused upgrades is limited too.
+    const limited = opts.admission.charge(req);
+    if (limited) return refuseUpgrade(socket, 429, limited.error.message, limited.headers);
     if (opts.guard) {
       try {
         opts.guard(req);
@@ -210,14 +218,22 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
     } catch (err) {
       return refuseUpgrade(socket, 400, (err as Error).message);
     }
+    let release: () => void;
+    try {
+      release = opts.admission.openStream(req);
+    } catch (err) {
+      return refuseUpgrade(socket, 429, (err as Error).message);
+    }
+    // Released once: when the socket closes, or when the handshake never completes.
+    socket.once('close', () => release());
     const check: Check = (request) => {
       const asked = opts.guard?.(req, operationId, request);
       return asked ? asked.then(() => request) : request;
     };
-    wss.handleUpgrade(req, socket, head, (ws) => serve(ws, socket, factory, md, check));
+    wss.handleUpgrade(req, socket, head, (ws) => serve(ws, socket, factory, md, check, req));
   });
 
-  function serve(ws: WebSocket, socket: Duplex, factory: SessionFactory, md: grpc.Metadata | undefined, check: Check): void {
+  function serve(ws: WebSocket, socket: Duplex, factory: SessionFactory, md: grpc.Metadata | undefined, check: Check, req: http.IncomingMessage): void {
     open++;
     opts.metrics.webSockets.inc();
     alive.set(ws, true);
@@ -226,34 +242,47 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
     // they keep their order; ws writes only control frames (ping, pong, close), a close after a flush.
     // Whether the consumer is too slow is asked when its messages are written, not for each message:
     // a fan-out to thousands of sockets then touches only each one's outbox.
+    const tooSlow = (stalled: boolean): void => {
+      // Closed, the outbox takes no more messages.
+      outbox.close();
+      session.close();
+      ws.close(CLOSE_SLOW_CONSUMER, slowConsumer(opts.sendBufferBytes).message.slice(0, 120));
+      // A peer that reads nothing would never read the close frame either.
+      if (stalled) ws.terminate();
+      else setTimeout(() => ws.terminate(), 10_000).unref();
+    };
+    // Made for the sockets that go over their buffer: a large answer with nothing after it (stall.ts).
+    let stall: StallWatch | undefined;
     const outbox: Outbox = new Outbox((data, afterPartial) => {
       // Nothing is written past a close frame: a peer that closed first gets no more messages.
       if (ws.readyState !== ws.OPEN) return;
       // Too slow means earlier messages still wait to be sent; one large answer (a catch-up, a
       // revision's fragments) always goes through.
-      if (!afterPartial && ws.bufferedAmount > opts.sendBufferBytes) {
-        // Closed, the outbox takes no more messages.
-        outbox.close();
-        session.close();
-        ws.close(CLOSE_SLOW_CONSUMER, slowConsumer(opts.sendBufferBytes).message.slice(0, 120));
-        setTimeout(() => ws.terminate(), 10_000).unref();
-        return;
-      }
+      if (!afterPartial && ws.bufferedAmount > opts.sendBufferBytes) return tooSlow(false);
       socket.write(data);
+      if (stall?.armed || ws.bufferedAmount > opts.sendBufferBytes) {
+        stall ??= new StallWatch(() => ws.bufferedAmount + outbox.bytes, opts.sendBufferBytes, () => tooSlow(true));
+        stall.wrote(data.length);
+      }
     });
     outboxes.set(ws, outbox);
     const close = (code: number, reason: string): void => {
       outbox.flush();
       ws.close(code, reason);
     };
-    const session = factory(outbox, md, () => close(1000, 'stream ended'), check);
+    const session = factory(outbox, md, () => close(1000, 'stream ended'), check, req);
     ws.on('message', (data, isBinary) => {
       try {
+        // Every message is a request against its client's rate; one over it is answered with the
+        // error (code 8, http_code 429) and not served; the socket stays open.
+        const limited = opts.admission.charge(req);
+        if (limited) throw limited.error;
         const text = isBinary ? Buffer.from(data as Buffer).toString('utf8') : data.toString();
         let value: unknown;
         try {
           value = parseJson(text);
         } catch (e) {
+          if (e instanceof DuplicateKeyError) throw invalidArgument(e.message);
           if (e instanceof JsonSyntaxError) throw invalidArgument(`message is not valid JSON: ${e.message}`);
           throw e;
         }
@@ -268,6 +297,7 @@ export function attachWebSockets(server: http.Server, opts: WebSocketOptions): {
       if (done) return;
       done = true;
       open--;
+      stall?.stop();
       opts.metrics.webSockets.dec();
       outbox.close();
       session.close();

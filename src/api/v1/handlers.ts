@@ -10,6 +10,7 @@ import { lockHandlers } from './locks';
 import type { V1Handler } from './router';
 import { watchHandlers } from './watch';
 import type { StreamLimits } from '../v3/watch';
+import type { Admission } from '../../security/admission';
 
 export interface V1Settings {
   hub: WatchHub;
@@ -22,6 +23,8 @@ export interface V1Settings {
   limits: StreamLimits;
   /** Interval of the SSE watch's heartbeat comment. */
   watchHeartbeatMs: number;
+  /** Per-client caps: a watch stream takes one of its client's watches. */
+  admission?: Admission;
 }
 
 export function v1Handlers(s: V1Settings): Record<string, V1Handler> {

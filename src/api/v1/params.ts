@@ -80,6 +80,11 @@ export function precondition(header: string | string[] | undefined, name: string
   if (header === undefined) return undefined;
   const text = (Array.isArray(header) ? header.join(', ') : header).trim();
   if (text === '*') return { any: true };
+  // If-Match compares strongly (RFC 9110 §13.1.1): a weak tag can never match, and accepting one would
+  // let a write through on a comparison the client did not ask for. If-None-Match compares weakly.
+  if (name === 'If-Match' && text.startsWith('W/')) {
+    throw badRequest(`header If-Match: a weak entity tag (${JSON.stringify(text.slice(0, 40))}) never matches: If-Match uses the strong comparison (RFC 9110); send the ETag without W/`);
+  }
   const m = /^(?:W\/)?"?(\d{1,19})"?$/.exec(text);
   if (!m || (m[0].includes('"') && !/^(?:W\/)?"\d+"$/.test(text))) {
     throw badRequest(`header ${name}: must be * or one entity tag, the key's mod_revision in quotes (such as "42"), got ${JSON.stringify(text.slice(0, 40))}`);

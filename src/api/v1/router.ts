@@ -50,6 +50,8 @@ interface Route {
   handler: V1Handler;
   /** The query parameters openapi.yaml lists for the operation: any other is a 400. */
   known: Set<string>;
+  /** A stream (the watch): no HEAD, which would hold it open and never be answered. */
+  stream: boolean;
 }
 
 /** A matched request: its operation (for metrics and logs) and how to serve it. */
@@ -90,7 +92,7 @@ export class V1Router {
         byPath.set(op.path, t);
         this.templates.push(t);
       }
-      t.byMethod.set(op.method.toUpperCase(), { operationId: op.operationId, handler, known: new Set(op.queryParameters) });
+      t.byMethod.set(op.method.toUpperCase(), { operationId: op.operationId, handler, known: new Set(op.queryParameters), stream: op.stream !== undefined });
     }
     // The template with more literal text is tried first: `/v1/leases/{id}/keepalive` before
     // `/v1/leases/{id}`, whose trailing parameter would also match it.
@@ -105,6 +107,14 @@ export class V1Router {
       const m = t.pattern.exec(path);
       if (!m) continue;
       const route = t.byMethod.get(method === 'HEAD' ? 'GET' : method);
+      if (route?.stream && method === 'HEAD') {
+        // A stream's headers come with its first message, and it stays open: a HEAD would hold a watch
+        // and never be answered.
+        return {
+          operationId: 'other',
+          serve: (_req, res) => sendProblem(res, problem(405, `method HEAD is not allowed on ${path}: a watch is a stream, use GET`), { Allow: 'GET' }),
+        };
+      }
       if (!route) {
         const allow = [...t.byMethod.keys()].join(', ');
         return {

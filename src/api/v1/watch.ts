@@ -21,6 +21,8 @@ import { pathBytes } from './params';
 import { admitted, prefixRange } from './etcd';
 import type { V1Settings } from './handlers';
 import { Outbox } from '../../streams/outbox';
+import { StallWatch } from '../../streams/stall';
+import { Admission, type WatchQuota } from '../../security/admission';
 
 export const SSE_CONTENT_TYPE = 'text/event-stream';
 export const NDJSON_CONTENT_TYPE = 'application/x-ndjson';
@@ -31,7 +33,7 @@ const MAX_PROGRESS_SECONDS = 3_600;
 const MAX_REVISION = BigInt(Number.MAX_SAFE_INTEGER);
 const FILTERS: Record<string, number> = { noput: 0, nodelete: 1 };
 
-type WatchSettings = Pick<V1Settings, 'hub' | 'limits' | 'watchHeartbeatMs'>;
+type WatchSettings = Pick<V1Settings, 'hub' | 'limits' | 'watchHeartbeatMs' | 'admission'>;
 
 /** Where a stream starts: a revision, and how many of that revision's events the client already has. */
 interface ResumePoint {
@@ -222,7 +224,14 @@ async function serveWatch(r: V1Request, key: Buffer, settings: WatchSettings): P
   }
   const knownCompacted = ask.start ? await startIsCompacted(r, ask.create) : false;
   if (r.signal.aborted) return;
-  new WatchStream(r, ask, settings, knownCompacted).start();
+  const quota = settings.admission?.watchQuota(r.req);
+  try {
+    Admission.checkWatches(quota, 1);
+  } catch (err) {
+    quota?.detach();
+    throw err;
+  }
+  new WatchStream(r, ask, settings, knownCompacted, quota).start();
 }
 
 export function watchHandlers(settings: WatchSettings): Record<string, V1Handler> {
@@ -250,6 +259,9 @@ class WatchStream {
   private readonly metadata?: grpc.Metadata;
   /** Paced, coalesced writes (streams/outbox.ts): events and heartbeats go through it, in order. */
   private readonly outbox: Outbox;
+  /** A client that stops reading with more than the send buffer waiting is cut off even when nothing
+   *  more comes for it (a resume's catch-up is often the last thing for a while). */
+  private readonly stall: StallWatch;
 
   constructor(
     r: V1Request,
@@ -257,11 +269,19 @@ class WatchStream {
     private readonly settings: WatchSettings,
     /** The start is compacted: wait for etcd's cancel and answer 410 with its compact revision. */
     private readonly knownCompacted: boolean,
+    /** Its client's watches (admission.ts), which this stream's watch counts in. */
+    private readonly quota?: WatchQuota,
   ) {
     this.req = r.req;
     this.res = r.res;
     this.outbox = new Outbox((data) => {
       if (!this.res.writableEnded && !this.res.destroyed) this.res.write(data);
+    });
+    const limit = settings.limits.sendBufferBytes;
+    this.stall = new StallWatch(() => this.res.writableLength + this.outbox.bytes, limit, () => {
+      // It reads nothing: the last message would never arrive, and what waits is let go now.
+      this.finish(errorMessage(this.tooSlow()));
+      this.res.destroy();
     });
     this.metadata = r.metadata;
     this.skip = ask.start?.skip ?? 0;
@@ -273,6 +293,7 @@ class WatchStream {
     this.connection = this.settings.hub.connect(
       { deliver: (response) => this.deliver(response), deliverShared: (response, watchId) => this.deliverShared(response, watchId) },
       this.metadata,
+      this.quota,
     );
     this.res.once('close', () => this.stop());
     this.connection.request({ create_request: this.ask.create });
@@ -282,6 +303,7 @@ class WatchStream {
     if (this.ended) return;
     this.ended = true;
     for (const t of this.timers) clearInterval(t);
+    this.stall.stop();
     this.outbox.close();
     this.connection?.close();
   }
@@ -404,11 +426,16 @@ class WatchStream {
   private write(text: string | Buffer): void {
     if (this.ended) return;
     if (this.res.writableLength > this.settings.limits.sendBufferBytes) {
-      const cut = problem(429, `gateway: watch consumer too slow: more than ${this.settings.limits.sendBufferBytes} bytes waiting to be sent; resume from the last event id`, { code: GrpcCode.RESOURCE_EXHAUSTED });
-      this.finish(errorMessage(cut));
+      this.finish(errorMessage(this.tooSlow()));
       setTimeout(() => this.res.destroy(), 10_000).unref();
       return;
     }
-    this.outbox.push(typeof text === 'string' ? Buffer.from(text) : text);
+    const bytes = typeof text === 'string' ? Buffer.from(text) : text;
+    this.outbox.push(bytes);
+    this.stall.wrote(bytes.length);
+  }
+
+  private tooSlow(): Problem {
+    return problem(429, `gateway: watch consumer too slow: more than ${this.settings.limits.sendBufferBytes} bytes waiting to be sent; resume from the last event id`, { code: GrpcCode.RESOURCE_EXHAUSTED });
   }
 }

@@ -13,6 +13,7 @@ import { streamError, type MessageCodec } from './watch';
 import type { KeepAliveHub } from '../../streams/keepalive';
 import type { EtcdClient, Service } from '../../etcd/client';
 import { fromGrpcError, httpStatusFromGrpcCode, invalidArgument } from '../../errors';
+import type { Admission } from '../../security/admission';
 
 function startStream(res: ServerResponse): void {
   if (res.headersSent) return;
@@ -20,25 +21,34 @@ function startStream(res: ServerResponse): void {
   res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' });
 }
 
-export function keepAliveRoute(operation: Operation, keepalive: KeepAliveHub, codec: MessageCodec, maxBodyBytes: number, guard?: Guard): Route {
+export function keepAliveRoute(operation: Operation, keepalive: KeepAliveHub, codec: MessageCodec, maxBodyBytes: number, admission: Admission, guard?: Guard): Route {
   return {
     operation,
     async serve(req: IncomingMessage, res: ServerResponse) {
       let ids: string[];
       let metadata: ReturnType<typeof etcdMetadata>;
+      let release: () => void;
       try {
         const values = await readJsonSequence(req, maxBodyBytes);
         const requests = values.map((v, i) => codec.decodeRequest(v, values.length > 1 ? `request ${i + 1}` : ''));
+        // Each ID is a renewal, a request of its own: the open paid for the first.
+        const limited = requests.length > 1 ? admission.charge(req, requests.length - 1) : undefined;
+        if (limited) return sendError(res, limited.error, limited.headers);
         // Every request is checked before any lease is renewed: a refused one refuses the whole body.
         for (const request of requests) await admit(guard, req, operation.operationId, request);
         ids = requests.map((request) => String(request.ID ?? '0'));
         metadata = etcdMetadata(req.headers);
+        // Taken last: nothing after it can fail before the close listener gives it back.
+        release = admission.keepalivesInFlight(req, ids.length);
       } catch (err) {
         sendError(res, err);
         return;
       }
       let gone = false;
-      res.on('close', () => (gone = true));
+      res.on('close', () => {
+        gone = true;
+        release();
+      });
       for (const id of ids) {
         if (gone) return;
         try {

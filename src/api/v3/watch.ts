@@ -10,7 +10,9 @@ import { GatewayError, GrpcCode, httpStatusFromGrpcCode, invalidArgument, fromGr
 import { readJsonSequence, sendError, stampRequestId, type Route } from '../router';
 import type { WatchHub, WatchConnection } from '../../streams/watch-hub';
 import { TickCork } from '../../streams/tick-cork';
+import { StallWatch } from '../../streams/stall';
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import { Admission, type WatchQuota } from '../../security/admission';
 
 export interface StreamLimits {
   maxConnections: number;
@@ -69,19 +71,30 @@ export function slowConsumer(limit: number): GatewayError {
   return new GatewayError(GrpcCode.RESOURCE_EXHAUSTED, `gateway: watch consumer too slow: more than ${limit} bytes waiting to be sent`);
 }
 
-export function watchRoute(operation: Operation, hub: WatchHub, codec: MessageCodec, limits: StreamLimits, maxBodyBytes: number, guard?: Guard): Route {
+export function watchRoute(operation: Operation, hub: WatchHub, codec: MessageCodec, limits: StreamLimits, maxBodyBytes: number, admission: Admission, guard?: Guard): Route {
   return {
     operation,
     async serve(req: IncomingMessage, res: ServerResponse) {
       let requests: GrpcMessage[];
       let metadata: ReturnType<typeof etcdMetadata>;
+      let quota: WatchQuota | undefined;
       try {
         const values = await readJsonSequence(req, maxBodyBytes);
         // Every request is checked before any reaches etcd: a bad one refuses the whole body.
         requests = values.map((v, i) => codec.decodeRequest(v, values.length > 1 ? `request ${i + 1}` : ''));
         for (const r of requests) await admit(guard, req, operation.operationId, r);
         if (hub.stats().connections >= limits.maxConnections) throw tooManyConnections(limits.maxConnections);
+        // Each request of the body is one, as on a WebSocket: the open paid for the first.
+        const limited = requests.length > 1 ? admission.charge(req, requests.length - 1) : undefined;
+        if (limited) return sendError(res, limited.error, limited.headers);
         metadata = etcdMetadata(req.headers);
+        quota = admission.watchQuota(req);
+        try {
+          Admission.checkWatches(quota, requests.filter((r) => r.create_request).length);
+        } catch (err) {
+          quota?.detach();
+          throw err;
+        }
       } catch (err) {
         sendError(res, err);
         return;
@@ -97,21 +110,28 @@ export function watchRoute(operation: Operation, hub: WatchHub, codec: MessageCo
       let cutOff = false;
       let continuing = false;
       const tick = new TickCork(res);
+      const tooSlow = (stalled: boolean): void => {
+        cutOff = true;
+        stall.stop();
+        res.end(`${streamError(slowConsumer(limits.sendBufferBytes))}\n`);
+        connection.close();
+        // A client that reads nothing would not read the end either: let go of what waits now.
+        if (stalled) res.destroy();
+        else setTimeout(() => res.destroy(), 10_000).unref();
+      };
+      // A large answer with nothing after it, never read, is cut off too (stall.ts).
+      const stall = new StallWatch(() => res.writableLength, limits.sendBufferBytes, () => tooSlow(true));
+      res.on('close', () => stall.stop());
       const send = (text: string, fragment: boolean): void => {
         if (cutOff) return;
         // A client is too slow when what was sent before is still waiting; one large answer (a
         // catch-up, a revision's fragments) always goes through, so memory stays within the limit
         // plus one answer.
-        if (!continuing && res.writableLength > limits.sendBufferBytes) {
-          cutOff = true;
-          res.end(`${streamError(slowConsumer(limits.sendBufferBytes))}\n`);
-          connection.close();
-          setTimeout(() => res.destroy(), 10_000).unref();
-          return;
-        }
+        if (!continuing && res.writableLength > limits.sendBufferBytes) return tooSlow(false);
         tick.hold();
         // One message per write: each becomes its own HTTP chunk, as etcd3gw expects.
         res.write(`${text}\n`);
+        if (stall.armed || res.writableLength > limits.sendBufferBytes) stall.wrote(Buffer.byteLength(text) + 1);
         continuing = fragment;
       };
       const connection: WatchConnection = hub.connect(
@@ -120,6 +140,7 @@ export function watchRoute(operation: Operation, hub: WatchHub, codec: MessageCo
           deliverShared: (response, watchId) => send(response.encodedFor(codec, watchId), response.response.fragment === true),
         },
         metadata,
+        quota,
       );
       res.on('close', () => connection.close());
       for (const r of requests) connection.request(r);
