@@ -198,10 +198,10 @@ describe('/v1/kv', () => {
       const prev = await v1.put('/v1/kv/prev?prev=true', 'new');
       assert.equal(prev.body.prev.value, 'old');
       const lease = await v1.post('/v1/leases?ttl=60');
-      const hex = BigInt(lease.body.id).toString(16);
-      assert.equal((await v1.put(`/v1/kv/leased/dec?lease=${lease.body.id}`, 'v')).body.lease, lease.body.id);
-      assert.equal((await v1.put(`/v1/kv/leased/hex?lease=0x${hex}`, 'v')).body.lease, lease.body.id);
-      const info = await v1.get(`/v1/leases/${lease.body.id}`);
+      const hex = BigInt(lease.body.lease).toString(16);
+      assert.equal((await v1.put(`/v1/kv/leased/dec?lease=${lease.body.lease}`, 'v')).body.lease, lease.body.lease);
+      assert.equal((await v1.put(`/v1/kv/leased/hex?lease=0x${hex}`, 'v')).body.lease, lease.body.lease);
+      const info = await v1.get(`/v1/leases/${lease.body.lease}`);
       assert.deepEqual(info.body.keys.sort(), ['leased/dec', 'leased/hex']);
       const ttl = await v1.put('/v1/kv/leased/ttl?ttl=30', 'v');
       assert.equal(ttl.body.ttl, 30);
@@ -212,9 +212,9 @@ describe('/v1/kv', () => {
       assertProblem(await v1.put('/v1/kv/leased/x?lease=12345', 'v'), 404, /lease not found/);
       // A lease that expired before the put: a 404 saying so, never a 2xx, and nothing written.
       const short = await v1.post('/v1/leases?ttl=1');
-      await waitFor('the 1 s lease to expire', async () => (await v1.get(`/v1/leases/${short.body.id}`)).status === 404, 5_000, 200);
-      assertProblem(await v1.put(`/v1/kv/leased/late?lease=${short.body.id}`, 'v'), 404, new RegExp(`lease not found: lease ${short.body.id} expired or was revoked; nothing was written`));
-      assertProblem(await v1.put(`/v1/kv/leased/late?lease=${short.body.id}`, 'v', { headers: { 'if-none-match': '*' } }), 404, /nothing was written/);
+      await waitFor('the 1 s lease to expire', async () => (await v1.get(`/v1/leases/${short.body.lease}`)).status === 404, 5_000, 200);
+      assertProblem(await v1.put(`/v1/kv/leased/late?lease=${short.body.lease}`, 'v'), 404, new RegExp(`lease not found: lease ${short.body.lease} expired or was revoked; nothing was written`));
+      assertProblem(await v1.put(`/v1/kv/leased/late?lease=${short.body.lease}`, 'v', { headers: { 'if-none-match': '*' } }), 404, /nothing was written/);
       assertProblem(await v1.get('/v1/kv/leased/late'), 404, /not found/);
     });
 

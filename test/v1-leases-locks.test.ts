@@ -28,29 +28,29 @@ describe('/v1/leases', () => {
     const byQuery = await v1.post('/v1/leases?ttl=30');
     assert.equal(byQuery.status, 201);
     assert.equal(byQuery.body.ttl, 30);
-    assert.match(byQuery.body.id, /^\d+$/);
-    assert.equal(byQuery.headers.location, `/v1/leases/${byQuery.body.id}`);
+    assert.match(byQuery.body.lease, /^\d+$/);
+    assert.equal(byQuery.headers.location, `/v1/leases/${byQuery.body.lease}`);
     const byBody = await v1.post('/v1/leases', '{"ttl": 45}', { headers: { 'content-type': 'application/json' } });
     assert.equal(byBody.body.ttl, 45);
-    const listed = (await v1.get('/v1/leases')).body.leases.map((l: { id: string }) => l.id);
-    assert.ok(listed.includes(byQuery.body.id) && listed.includes(byBody.body.id));
-    await v1.put(`/v1/kv/leased/one?lease=${byQuery.body.id}`, 'x');
-    await v1.put(`/v1/kv/leased/%ff?lease=${byQuery.body.id}`, 'x');
-    const info = await v1.get(`/v1/leases/${byQuery.body.id}`);
+    const listed = (await v1.get('/v1/leases')).body.leases.map((l: { lease: string }) => l.lease);
+    assert.ok(listed.includes(byQuery.body.lease) && listed.includes(byBody.body.lease));
+    await v1.put(`/v1/kv/leased/one?lease=${byQuery.body.lease}`, 'x');
+    await v1.put(`/v1/kv/leased/%ff?lease=${byQuery.body.lease}`, 'x');
+    const info = await v1.get(`/v1/leases/${byQuery.body.lease}`);
     assert.equal(info.body.granted_ttl, 30);
     assert.ok(info.body.ttl > 0 && info.body.ttl <= 30);
     assert.deepEqual(info.body.keys, ['leased/one']);
     assert.deepEqual(info.body.keys_base64, [Buffer.from('leased/\xff', 'latin1').toString('base64')]);
     // etcdctl prints lease IDs in hex: the path takes them so.
-    const hex = BigInt(byQuery.body.id).toString(16);
-    assert.equal((await v1.get(`/v1/leases/0x${hex}`)).body.id, byQuery.body.id);
-    const renewed = await v1.post(`/v1/leases/${byQuery.body.id}/keepalive`);
-    assert.deepEqual(renewed.body, { id: byQuery.body.id, ttl: 30 });
-    assert.equal((await v1.del(`/v1/leases/${byQuery.body.id}`)).status, 204);
+    const hex = BigInt(byQuery.body.lease).toString(16);
+    assert.equal((await v1.get(`/v1/leases/0x${hex}`)).body.lease, byQuery.body.lease);
+    const renewed = await v1.post(`/v1/leases/${byQuery.body.lease}/keepalive`);
+    assert.deepEqual(renewed.body, { lease: byQuery.body.lease, ttl: 30 });
+    assert.equal((await v1.del(`/v1/leases/${byQuery.body.lease}`)).status, 204);
     assertProblem(await v1.get('/v1/kv/leased/one'), 404, /not found/);
-    assertProblem(await v1.del(`/v1/leases/${byQuery.body.id}`), 404, /lease \d+ not found/);
-    assertProblem(await v1.get(`/v1/leases/${byQuery.body.id}`), 404, /not found/);
-    assertProblem(await v1.post(`/v1/leases/${byQuery.body.id}/keepalive`), 404, /not found/);
+    assertProblem(await v1.del(`/v1/leases/${byQuery.body.lease}`), 404, /lease \d+ not found/);
+    assertProblem(await v1.get(`/v1/leases/${byQuery.body.lease}`), 404, /not found/);
+    assertProblem(await v1.post(`/v1/leases/${byQuery.body.lease}/keepalive`), 404, /not found/);
   });
 
   it('refuses bad TTLs, bodies and IDs with 400 naming them', async () => {
@@ -103,20 +103,20 @@ describe('/v1/locks', () => {
     assert.equal(await leaseCount(), leases, 'the leases granted for the lost attempts were revoked');
     // On a lease of the client's own: its key is removed, the lease stays.
     const own = await v1.post('/v1/leases?ttl=30');
-    assertProblem(await v1.post(`/v1/locks/jobs/a?wait=0&lease=${own.body.id}`), 409, /held/);
-    assertProblem(await v1.post(`/v1/locks/jobs/a?wait=200ms&lease=${own.body.id}`), 409, /still held/);
+    assertProblem(await v1.post(`/v1/locks/jobs/a?wait=0&lease=${own.body.lease}`), 409, /held/);
+    assertProblem(await v1.post(`/v1/locks/jobs/a?wait=200ms&lease=${own.body.lease}`), 409, /still held/);
     assert.deepEqual(await lockKeys('jobs/a'), [held.body.key]);
-    assert.equal((await v1.get(`/v1/leases/${own.body.id}`)).status, 200);
+    assert.equal((await v1.get(`/v1/leases/${own.body.lease}`)).status, 200);
     assert.equal((await v1.del(`/v1/locks/jobs/a?key=${encodeURIComponent(held.body.key)}`)).status, 204);
-    const mine = await v1.post(`/v1/locks/jobs/a?wait=0&lease=${own.body.id}`);
+    const mine = await v1.post(`/v1/locks/jobs/a?wait=0&lease=${own.body.lease}`);
     assert.equal(mine.status, 201);
-    assert.equal(mine.body.lease, own.body.id);
+    assert.equal(mine.body.lease, own.body.lease);
     assert.equal(mine.body.ttl, undefined);
     assert.equal(mine.body.lease_granted_by, 'client');
     assert.ok(mine.body.ttl_left > 0 && mine.body.ttl_left <= 30);
     assert.ok(mine.body.fencing_token > held.body.fencing_token);
-    assert.equal((await v1.del(`/v1/locks/jobs/a?lease=${own.body.id}`)).status, 204);
-    assertProblem(await v1.del(`/v1/locks/jobs/a?lease=${own.body.id}`), 404, /not found/);
+    assert.equal((await v1.del(`/v1/locks/jobs/a?lease=${own.body.lease}`)).status, 204);
+    assertProblem(await v1.del(`/v1/locks/jobs/a?lease=${own.body.lease}`), 404, /not found/);
     assert.deepEqual(await lockKeys('jobs/a'), []);
   });
 
@@ -152,7 +152,7 @@ describe('/v1/locks', () => {
   it('a waiter on a lease of its own that it does not keep alive gets 410 (lease expired while waiting), never a 201; the next try-lock wins', { timeout: 60_000 }, async () => {
     const a = await v1.post('/v1/locks/jobs/own?ttl=30');
     const own = await v1.post('/v1/leases?ttl=2');
-    const waiting = v1.post(`/v1/locks/jobs/own?lease=${own.body.id}&wait=15s`);
+    const waiting = v1.post(`/v1/locks/jobs/own?lease=${own.body.lease}&wait=15s`);
     await sleep(4_000);
     assert.equal((await v1.del(`/v1/locks/jobs/own?lease=${a.body.lease}`)).status, 204);
     assertProblem(await waiting, 410, /lock not taken: lease \d+ expired while waiting/);
@@ -162,13 +162,13 @@ describe('/v1/locks', () => {
     assert.equal(c.body.lease_granted_by, 'gateway');
     assert.equal((await v1.del(`/v1/locks/jobs/own?key=${encodeURIComponent(c.body.key)}`)).status, 204);
     // A try-lock on a lease already gone: refused, nothing written.
-    assertProblem(await v1.post(`/v1/locks/jobs/own?lease=${own.body.id}&wait=0`), 404, /lease not found/);
+    assertProblem(await v1.post(`/v1/locks/jobs/own?lease=${own.body.lease}&wait=0`), 404, /lease not found/);
     assert.deepEqual(await owners('jobs/own'), []);
   });
 
   it('a granted lease revoked while its request waits ends the wait at once with 410; a client that leaves mid-wait leaves no lease behind', { timeout: 60_000 }, async () => {
     const a = await v1.post('/v1/locks/jobs/rv?ttl=30');
-    const before = new Set((await v1.get('/v1/leases')).body.leases.map((l: { id: string }) => l.id));
+    const before = new Set((await v1.get('/v1/leases')).body.leases.map((l: { lease: string }) => l.lease));
     const started = Date.now();
     const waiting = v1.post('/v1/locks/jobs/rv?ttl=3&wait=15s');
     await waitFor('the waiter\'s key', async () => (await owners('jobs/rv')).length === 2, 3_000);

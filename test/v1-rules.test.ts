@@ -97,9 +97,9 @@ describe('/v1/ access control', () => {
     assertProblem(await v1.post('/v1/locks/other?wait=0', undefined, as('app-token')), 403, /may not lock/);
     assertProblem(await v1.post('/v1/locks/jobs/x?wait=0', undefined, as('app-token')), 403, /may not lease/);
     const lease = await v1.post('/v1/leases?ttl=30', undefined, as('ops-token'));
-    const lock = await v1.post(`/v1/locks/jobs/x?wait=0&lease=${lease.body.id}`, undefined, as('app-token'));
+    const lock = await v1.post(`/v1/locks/jobs/x?wait=0&lease=${lease.body.lease}`, undefined, as('app-token'));
     assert.equal(lock.status, 201, 'a lock on a lease of its own needs only the lock right');
-    assertProblem(await v1.del(`/v1/locks/other?lease=${lease.body.id}`, as('app-token')), 403, /may not lock/);
+    assertProblem(await v1.del(`/v1/locks/other?lease=${lease.body.lease}`, as('app-token')), 403, /may not lock/);
     assert.equal((await v1.del(`/v1/locks/jobs/x?key=${encodeURIComponent(lock.body.key)}`, as('app-token'))).status, 204);
     const waited = await v1.get('/v1/kv/app/a?wait&after=1&timeout=5s', as('app-token'));
     assert.equal(waited.text, '1');

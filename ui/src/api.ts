@@ -216,15 +216,16 @@ export async function deletePrefix(prefix: Bytes): Promise<number> {
 }
 
 export interface Lease {
-  id: string;
+  /** Its ID, in decimal: every /v1/ answer names it `lease`. */
+  lease: string;
   ttl: number;
   granted_ttl?: number;
   keys?: string[];
 }
 
 export async function listLeases(): Promise<string[]> {
-  const answer = await json<{ leases: Array<{ id: string }> }>('v1/leases');
-  return answer.leases.map((l) => l.id);
+  const answer = await json<{ leases: Array<{ lease: string }> }>('v1/leases');
+  return answer.leases.map((l) => l.lease);
 }
 
 /** The lease now; null once it has expired or was revoked. */

@@ -39,7 +39,7 @@ export function LeasesView(props: { report: Report }) {
   }, []);
 
   // A lease whose countdown reached 0 is read again: renewed elsewhere, or gone.
-  const due = leases?.filter((l) => secondsLeft(l.ttl, l.readAt, now) === 0).map((l) => l.id).join(',');
+  const due = leases?.filter((l) => secondsLeft(l.ttl, l.readAt, now) === 0).map((l) => l.lease).join(',');
   useEffect(() => {
     if (due) void refresh();
   }, [due]);
@@ -47,7 +47,7 @@ export function LeasesView(props: { report: Report }) {
   const keepAlive = async (id: string): Promise<void> => {
     try {
       const renewed = await keepLeaseAlive(id);
-      setLeases((ls) => ls?.map((l) => (l.id === id ? { ...l, ttl: renewed.ttl, readAt: Date.now() } : l)));
+      setLeases((ls) => ls?.map((l) => (l.lease === id ? { ...l, ttl: renewed.ttl, readAt: Date.now() } : l)));
       report(`Lease ${id} renewed: ${renewed.ttl} s.`, 'info');
     } catch (e) {
       report(e);
@@ -87,9 +87,9 @@ export function LeasesView(props: { report: Report }) {
           </thead>
           <tbody>
             {leases.map((l) => (
-              <tr key={l.id} data-lease={l.id}>
+              <tr key={l.lease} data-lease={l.lease}>
                 <td>
-                  {l.id} <span class="hint">(0x{BigInt(l.id).toString(16)})</span>
+                  {l.lease} <span class="hint">(0x{BigInt(l.lease).toString(16)})</span>
                 </td>
                 <td class="ttl">{secondsLeft(l.ttl, l.readAt, now)} s</td>
                 <td>{l.granted_ttl ?? '?'} s</td>
@@ -107,11 +107,11 @@ export function LeasesView(props: { report: Report }) {
                   )}
                 </td>
                 <td class="actions">
-                  <button type="button" onClick={() => void keepAlive(l.id)}>
-                    Keep alive <span class="visually-hidden">lease {l.id}</span>
+                  <button type="button" onClick={() => void keepAlive(l.lease)}>
+                    Keep alive <span class="visually-hidden">lease {l.lease}</span>
                   </button>
-                  <button type="button" class="danger" onClick={() => void revoke(l.id)}>
-                    Revoke <span class="visually-hidden">lease {l.id}</span>
+                  <button type="button" class="danger" onClick={() => void revoke(l.lease)}>
+                    Revoke <span class="visually-hidden">lease {l.lease}</span>
                   </button>
                 </td>
               </tr>

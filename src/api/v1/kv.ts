@@ -271,7 +271,7 @@ async function putKey(r: V1Request, s: KvSettings): Promise<void> {
   let granted: string | undefined;
   if (ttl !== undefined) {
     // Refused writes never reach etcd's lease table: the write was checked for access first.
-    granted = lease = (await grant(r, ttl)).id;
+    granted = lease = (await grant(r, ttl)).lease;
   }
   let result;
   try {

@@ -53,10 +53,10 @@ async function grantTtl(r: V1Request, maxBodyBytes: number): Promise<number> {
 }
 
 /** Grants a lease of `ttl` seconds: its ID in decimal and the TTL etcd granted. */
-export async function grant(r: V1Request, ttl: number): Promise<{ id: string; ttl: number }> {
+export async function grant(r: V1Request, ttl: number): Promise<{ lease: string; ttl: number }> {
   await admitted(r, 'Lease_LeaseGrant', {});
   const answer = await call<{ ID: string; TTL: string }>(r, 'Lease', 'LeaseGrant', { TTL: String(ttl) }, false);
-  return { id: answer.ID, ttl: revisionNumber(answer.TTL) };
+  return { lease: answer.ID, ttl: revisionNumber(answer.TTL) };
 }
 
 /** Revokes a lease the gateway granted for a request that then failed, also when the client has gone
@@ -70,12 +70,12 @@ export function leaseHandlers(s: { keepalive: KeepAliveHub; maxBodyBytes: number
   return {
     async V1_LeaseGrant(r) {
       const granted = await grant(r, await grantTtl(r, s.maxBodyBytes));
-      replyJson(r, 201, granted, { Location: `/v1/leases/${granted.id}` });
+      replyJson(r, 201, granted, { Location: `/v1/leases/${granted.lease}` });
     },
     async V1_LeaseList(r) {
       await admitted(r, 'Lease_LeaseLeases', {});
       const answer = await call<{ leases?: Array<{ ID: string }> }>(r, 'Lease', 'LeaseLeases', {}, true);
-      replyJson(r, 200, { leases: (answer.leases ?? []).map((l) => ({ id: l.ID })) });
+      replyJson(r, 200, { leases: (answer.leases ?? []).map((l) => ({ lease: l.ID })) });
     },
     async V1_LeaseGet(r) {
       const id = leaseId(r.params.id, 'path parameter id');
@@ -92,7 +92,7 @@ export function leaseHandlers(s: { keepalive: KeepAliveHub; maxBodyBytes: number
         if (isUtf8(k)) keys.push(k.toString('utf8'));
         else binary.push(k.toString('base64'));
       }
-      const body: Record<string, unknown> = { id, ttl: revisionNumber(answer.TTL), granted_ttl: revisionNumber(answer.grantedTTL), keys };
+      const body: Record<string, unknown> = { lease: id, ttl: revisionNumber(answer.TTL), granted_ttl: revisionNumber(answer.grantedTTL), keys };
       if (binary.length) body.keys_base64 = binary;
       replyJson(r, 200, body);
     },
@@ -102,7 +102,7 @@ export function leaseHandlers(s: { keepalive: KeepAliveHub; maxBodyBytes: number
       const answer = await s.keepalive.renew(id, r.metadata);
       const ttl = revisionNumber(answer.TTL as string | undefined);
       if (ttl <= 0) throw leaseGone(id);
-      replyJson(r, 200, { id, ttl });
+      replyJson(r, 200, { lease: id, ttl });
     },
     async V1_LeaseRevoke(r) {
       const id = leaseId(r.params.id, 'path parameter id');

@@ -158,7 +158,7 @@ async function acquire(r: V1Request, s: LockSettings): Promise<void> {
   // The lock's keys go under the name, on the lease given (one the client may use) or on a new one.
   await admitted(r, 'Lock_Lock', given === undefined ? { name } : { name, lease: given });
   const granted = given === undefined ? await grant(r, ttl) : undefined;
-  const lease = given ?? (granted as { id: string }).id;
+  const lease = given ?? (granted as { lease: string }).lease;
   const key = lockKey(name, lease);
   // The wait ends when the client goes, or when the lease the gateway keeps alive is found gone.
   const lost = new Hangup();
@@ -167,7 +167,7 @@ async function acquire(r: V1Request, s: LockSettings): Promise<void> {
   if (r.signal.aborted) waiting.abort();
   r.signal.addEventListener('abort', hangup);
   lost.addEventListener('abort', hangup);
-  const renewer = granted ? keepAliveWhileWaiting(s.keepalive, r, granted.id, granted.ttl, lost) : undefined;
+  const renewer = granted ? keepAliveWhileWaiting(s.keepalive, r, granted.lease, granted.ttl, lost) : undefined;
   let attempt: Awaited<ReturnType<typeof tryAcquire>> | undefined;
   let proof: Awaited<ReturnType<typeof prove>> | undefined;
   try {
@@ -187,7 +187,7 @@ async function acquire(r: V1Request, s: LockSettings): Promise<void> {
     }
     proof = await prove(r, s.keepalive, name, key, lease, attempt.createRevision, granted !== undefined);
   } catch (err) {
-    await leaveNothing(r, key, attempt?.created ?? false, granted?.id);
+    await leaveNothing(r, key, attempt?.created ?? false, granted?.lease);
     throw err;
   } finally {
     renewer?.stop();

@@ -63,12 +63,18 @@ const INT64_MAX = (1n << 63n) - 1n;
 /** A lease ID as decimal (`7587862318716214542`) or as hex the way etcdctl prints it (`694d7a8f1c2d3e4f`,
  *  or `0x…`): an ID with a hex letter or a 0x prefix is hex, digits alone are decimal. Returned in
  *  decimal, as etcd's messages carry it. */
+/** A lease ID: decimal, as every /v1/ answer gives it, or hexadecimal with `0x` before what etcdctl
+ *  prints. Bare hex is refused with the `0x` form to use: read as hex, `123` and `abc` would be two
+ *  guesses (`abc` once silently became lease 2748). */
 export function leaseId(text: string, where: string): string {
   let id: bigint | undefined;
   if (/^\d{1,19}$/.test(text)) id = BigInt(text);
-  else if (/^(0x)?[0-9a-fA-F]{1,16}$/.test(text)) id = BigInt(text.startsWith('0x') ? text : `0x${text}`);
+  else if (/^0x[0-9a-fA-F]{1,16}$/i.test(text)) id = BigInt(`0x${text.slice(2)}`);
+  else if (/^[0-9a-fA-F]{1,16}$/.test(text)) {
+    throw badRequest(`${where}: ${JSON.stringify(text)} is not decimal; a lease ID in hexadecimal (as etcdctl prints it) takes 0x: 0x${text}`);
+  }
   if (id === undefined || id <= 0n || id > INT64_MAX) {
-    throw badRequest(`${where}: must be a lease ID, in decimal or in hex as etcdctl prints it, got ${JSON.stringify(text.slice(0, 40))}`);
+    throw badRequest(`${where}: must be a lease ID, in decimal or in hexadecimal with 0x (0x<what etcdctl prints>), got ${JSON.stringify(text.slice(0, 40))}`);
   }
   return id.toString();
 }
