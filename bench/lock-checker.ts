@@ -176,7 +176,7 @@ export async function checkLocks(opts: CheckOptions): Promise<CheckReport> {
       const waitS = chance(0.2) ? 0 : Math.floor(pick(0, 31));
       const own = chance(0.3);
       let lease: string | undefined;
-      if (own) lease = (await request(`${url}/v1/leases?ttl=${ttl}`, 'POST', undefined, 5000)).body.id as string;
+      if (own) lease = (await request(`${url}/v1/leases?ttl=${ttl}`, 'POST', undefined, 5000)).body.lease as string;
       const target = `${url}/v1/locks/${name}?wait=${waitS}s&${own ? `lease=${lease}` : `ttl=${ttl}`}`;
       const aborter = new AbortController();
       const abandon = chance(0.1) && waitS > 0;
