@@ -25,6 +25,7 @@ import { startGateway, type GatewayFixture } from './gateway';
 import { httpWatch, type MessageQueue } from './watch-clients';
 import { AccessPolicy } from '../../src/security/access';
 import { startTestEtcd, type TestEtcd } from '../harness/etcd';
+import { Rng } from './fuzz';
 
 type Right = 'read' | 'write' | 'watch' | 'lease' | 'lock' | 'election' | 'admin';
 const RIGHTS: Right[] = ['read', 'write', 'watch', 'lease', 'lock', 'election', 'admin'];
@@ -51,18 +52,6 @@ export interface AccessCheckReport {
   byOp: Record<string, number>;
   historyEvents: number;
   violations: string[];
-}
-
-/** A small seeded generator (mulberry32): a failing run is replayed with its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** How long a stream (watch) is read before it is closed: long enough for its catch-up from revision 1. */
@@ -127,7 +116,8 @@ interface Generated {
 
 export async function runAccessCheck(opts: { seed?: number; files?: number; clientsPerFile?: number; requestsPerClient?: number; log?: (line: string) => void } = {}): Promise<AccessCheckReport> {
   const seed = opts.seed ?? (Date.now() & 0x7fffffff);
-  const random = rng(seed);
+  const generator = new Rng(seed);
+  const random = (): number => generator.next();
   const pick = <T>(list: readonly T[]): T => list[Math.floor(random() * list.length)];
   const chance = (p: number): boolean => random() < p;
   const report: AccessCheckReport = { seed, files: opts.files ?? 3, clients: 0, requests: 0, allowed: 0, refused: 0, byOp: {}, historyEvents: 0, violations: [] };
