@@ -181,12 +181,10 @@ export function requirements(operationId: string, req: GrpcMessage): Requirement
       out.push({ right: 'election', range: asPrefix(req.name) });
       return out;
     case 'Election_Proclaim':
-      leaderRequirements(req.leader as GrpcMessage | undefined, out);
-      // etcd's election service keeps leader.lease alive for the call (a session on it).
-      leaseUse((req.leader as GrpcMessage | undefined)?.lease, out);
-      return out;
     case 'Election_Resign':
       leaderRequirements(req.leader as GrpcMessage | undefined, out);
+      // etcd's election service opens a session on leader.lease for the call, which renews it.
+      leaseUse((req.leader as GrpcMessage | undefined)?.lease, out);
       return out;
     case 'Lease_LeaseRevoke':
     case 'Lease_LeaseKeepAlive':
