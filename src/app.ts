@@ -260,7 +260,7 @@ export function buildGateway(opts: AppOptions): Gateway {
       }
     }
     // Streams (the watch) are ended at shutdown, so that an EventSource reconnects to another replica.
-    if (v1Streams.has(match.operationId) && req.method !== 'HEAD') {
+    if (v1Streams.has(match.operationId)) {
       let release;
       try {
         release = admission.openStream(req);
