@@ -260,14 +260,18 @@ export function buildGateway(opts: AppOptions): Gateway {
       }
     }
     // Streams (the watch) are ended at shutdown, so that an EventSource reconnects to another replica.
-    if (v1Streams.has(match.operationId) && req.method !== 'HEAD') {
+    const stream = v1Streams.has(match.operationId);
+    // A blocking read (?wait) holds a watch for minutes as a stream does: it counts as one of its
+    // client's streams too (its shutdown is its own: the router answers it 304).
+    const url = req.url ?? '';
+    if (stream || (match.operationId === 'V1_KvGet' && url.includes('wait') && new URLSearchParams(querySearch(url)).has('wait'))) {
       let release;
       try {
         release = admission.openStream(req);
       } catch (err) {
         return sendProblem(res, problemFromError(err));
       }
-      openStreams.add(res);
+      if (stream) openStreams.add(res);
       res.once('close', () => {
         openStreams.delete(res);
         release();

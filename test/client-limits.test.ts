@@ -384,3 +384,28 @@ describe('a /v3/ watch resumed over a WebSocket or HTTP that never reads', () =>
     }
   });
 });
+
+describe('a blocking /v1/ read (?wait)', () => {
+  it('counts as one of its client\'s streams while it waits', async () => {
+    const gw = await startGateway({ streams: { maxStreamsPerClient: 2 } });
+    try {
+      const waits = [1, 2].map(() => {
+        const ctl = new AbortController();
+        return { ctl, done: fetch(new URL('/v1/kv/wait/x?wait&timeout=30s', gw.url), { signal: ctl.signal }).catch(() => undefined) };
+      });
+      await sleep(300);
+      const third = await send(gw.url, '/v1/kv/wait/x?wait&timeout=1s', undefined, { method: 'GET' });
+      assert.equal(third.status, 429);
+      assert.match(third.body.detail, /MAX_STREAMS_PER_CLIENT/);
+      // A plain read is no stream.
+      assert.equal((await send(gw.url, '/v1/kv/wait/x', undefined, { method: 'GET' })).status, 404);
+      for (const w of waits) w.ctl.abort();
+      await Promise.all(waits.map((w) => w.done));
+      await sleep(200);
+      const after = await send(gw.url, '/v1/kv/wait/x?wait&timeout=100ms', undefined, { method: 'GET' });
+      assert.notEqual(after.status, 429, after.text);
+    } finally {
+      await gw.close();
+    }
+  });
+});
