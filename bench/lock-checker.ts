@@ -189,7 +189,11 @@ export async function checkLocks(opts: CheckOptions): Promise<CheckReport> {
       const waitS = chance(0.2) ? 0 : Math.floor(pick(0, 31));
       const own = chance(0.3);
       let lease: string | undefined;
-      if (own) lease = (await request(`${url}/v1/leases?ttl=${ttl}`, 'POST', undefined, 5000)).body.id as string;
+      if (own) {
+        const granted = await request(`${url}/v1/leases?ttl=${ttl}`, 'POST', undefined, 5000);
+        if (granted.status !== 201) return failed(`v1 grant ${granted.status}`);
+        lease = granted.body.id as string;
+      }
       const target = `${url}/v1/locks/${name}?wait=${waitS}s&${own ? `lease=${lease}` : `ttl=${ttl}`}`;
       const aborter = new AbortController();
       const abandon = chance(0.1) && waitS > 0;
@@ -281,10 +285,7 @@ export async function checkLocks(opts: CheckOptions): Promise<CheckReport> {
       const waitMs = Math.floor(pick(0, 30_000));
       const grant = await request(`${url}/v3/lease/grant`, 'POST', { TTL: ttl }, 5000);
       const lease = grant.body.ID as string;
-      if (!lease) {
-        failed(`v3 grant ${grant.status}`);
-        return;
-      }
+      if (!lease) return failed(`v3 grant ${grant.status}`);
       const keepsWhileWaiting = chance(0.7);
       let waiting = true;
       const renewer = keepsWhileWaiting
