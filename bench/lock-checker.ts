@@ -19,6 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { findEtcdBinary, startEtcd, type EtcdProcess } from '../src/etcd/process';
 import { sleep, startGatewayProcess, type GatewayProcess } from './setup';
+import { Rng } from '../test/helpers/fuzz';
 
 export interface CheckOptions {
   seconds: number;
@@ -61,28 +62,24 @@ export interface CheckReport {
   released: number;
   releaseFoundGone: number;
   errors: number;
+  errorKinds: Record<string, number>;
   gatewayRestarts: number;
   etcdRestarts: number;
   events: number;
   violations: string[];
 }
 
-/** A small deterministic PRNG (mulberry32), so a run's choices follow from its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const PREFIX = 'chk/';
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
 const unb64 = (s: string): string => Buffer.from(s, 'base64').toString();
 const MAX_ATTEMPTS_PER_CLIENT = 5_000;
+
+/** Why a request got no answer: the socket error's code (ECONNREFUSED...) or the error's name. */
+function why(err: unknown): string {
+  if (!(err instanceof Error)) return 'error';
+  return (err.cause as { code?: string } | undefined)?.code ?? err.name;
+}
 
 interface Answer {
   status: number;
@@ -105,7 +102,8 @@ async function request(url: string, method: string, body: object | undefined, ti
 export async function checkLocks(opts: CheckOptions): Promise<CheckReport> {
   const log = opts.log ?? (() => undefined);
   const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 31);
-  const random = prng(seed);
+  const generator = new Rng(seed);
+  const random = (): number => generator.next();
   const pick = (lo: number, hi: number): number => lo + random() * (hi - lo);
   const chance = (p: number): boolean => random() < p;
   const report: CheckReport = {
@@ -119,12 +117,18 @@ export async function checkLocks(opts: CheckOptions): Promise<CheckReport> {
     released: 0,
     releaseFoundGone: 0,
     errors: 0,
+    errorKinds: {},
     gatewayRestarts: 0,
     etcdRestarts: 0,
     events: 0,
     violations: [],
   };
   const holdings: Holding[] = [];
+  /** An attempt that ended in neither an answer about the lock nor an abandonment, by kind. */
+  const failed = (kind: string): void => {
+    report.errors++;
+    report.errorKinds[kind] = (report.errorKinds[kind] ?? 0) + 1;
+  };
   const bin = findEtcdBinary();
   if (!bin) throw new Error('the lock checker needs a real etcd (ETCD_BIN or etcd on PATH)');
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'check-locks-'));
@@ -176,7 +180,11 @@ export async function checkLocks(opts: CheckOptions): Promise<CheckReport> {
       const waitS = chance(0.2) ? 0 : Math.floor(pick(0, 31));
       const own = chance(0.3);
       let lease: string | undefined;
-      if (own) lease = (await request(`${url}/v1/leases?ttl=${ttl}`, 'POST', undefined, 5000)).body.lease as string;
+      if (own) {
+        const granted = await request(`${url}/v1/leases?ttl=${ttl}`, 'POST', undefined, 5000);
+        if (granted.status !== 201) return failed(`v1 grant ${granted.status}`);
+        lease = granted.body.lease as string;
+      }
       const target = `${url}/v1/locks/${name}?wait=${waitS}s&${own ? `lease=${lease}` : `ttl=${ttl}`}`;
       const aborter = new AbortController();
       const abandon = chance(0.1) && waitS > 0;
@@ -197,8 +205,7 @@ export async function checkLocks(opts: CheckOptions): Promise<CheckReport> {
         answer = await request(target, 'POST', undefined, waitS * 1000 + 15_000, aborter.signal);
       } catch (err) {
         if (aborter.signal.aborted) report.abandoned++;
-        else report.errors++;
-        void err;
+        else failed(`v1 ${why(err)}`);
         return;
       } finally {
         waiting = false;
@@ -228,7 +235,7 @@ export async function checkLocks(opts: CheckOptions): Promise<CheckReport> {
         if (gatewayUrl) await request(`${gatewayUrl}/v1/leases/${h.lease}`, 'DELETE', undefined, 5000).catch(() => undefined);
       } else if (answer.status === 409 || answer.status === 504) report.refused++;
       else if (answer.status === 410) report.expiredWhileWaiting++;
-      else report.errors++;
+      else failed(`v1 ${answer.status}`);
     };
 
     /** A /v1/ lock taken by `curl`, a process of its own, killed with SIGKILL mid-wait (or not, if it
@@ -252,7 +259,7 @@ export async function checkLocks(opts: CheckOptions): Promise<CheckReport> {
       const lines = out.trimEnd().split('\n');
       const status = Number(lines.pop());
       if (code !== 0 || !status) {
-        report.errors++;
+        failed(`curl exit ${code} status ${status}`);
         return;
       }
       let body: unknown;
@@ -269,10 +276,7 @@ export async function checkLocks(opts: CheckOptions): Promise<CheckReport> {
       const waitMs = Math.floor(pick(0, 30_000));
       const grant = await request(`${url}/v3/lease/grant`, 'POST', { TTL: ttl }, 5000);
       const lease = grant.body.ID as string;
-      if (!lease) {
-        report.errors++;
-        return;
-      }
+      if (!lease) return failed(`v3 grant ${grant.status}`);
       const keepsWhileWaiting = chance(0.7);
       let waiting = true;
       const renewer = keepsWhileWaiting
@@ -289,9 +293,9 @@ export async function checkLocks(opts: CheckOptions): Promise<CheckReport> {
       let answer: Answer;
       try {
         answer = await request(`${url}/v3/lock/lock`, 'POST', { name: b64(name), lease }, 45_000, aborter.signal);
-      } catch {
+      } catch (err) {
         if (aborter.signal.aborted) report.abandoned++;
-        else report.errors++;
+        else failed(`v3 ${why(err)}`);
         return;
       } finally {
         waiting = false;
@@ -313,11 +317,11 @@ export async function checkLocks(opts: CheckOptions): Promise<CheckReport> {
         );
       } else if (answer.status === 504) report.refused++;
       else if (answer.status === 404 && answer.body?.code === 5) report.expiredWhileWaiting++;
-      else report.errors++;
+      else failed(`v3 ${answer.status}`);
       if (gatewayUrl) await request(`${gatewayUrl}/v3/lease/revoke`, 'POST', { ID: lease }, 5000).catch(() => undefined);
     };
 
-    const client = async (id: number): Promise<void> => {
+    const client = async (): Promise<void> => {
       for (let i = 0; i < MAX_ATTEMPTS_PER_CLIENT && Date.now() < endAt; i++) {
         const url = gatewayUrl;
         if (!url) {
@@ -331,12 +335,12 @@ export async function checkLocks(opts: CheckOptions): Promise<CheckReport> {
           if (kind < 0.5) await v1Attempt(url, name);
           else if (kind < 0.6) await curlAttempt(url, name);
           else await v3Attempt(url, name);
-        } catch {
-          report.errors++;
+        } catch (err) {
+          // A lease grant that got no answer (the gateway or etcd restarting).
+          failed(`grant ${why(err)}`);
           await sleep(200);
         }
         await sleep(pick(0, 500));
-        void id;
       }
     };
 
@@ -370,7 +374,7 @@ export async function checkLocks(opts: CheckOptions): Promise<CheckReport> {
 
     const progress = setInterval(() => log(`${Math.round((endAt - Date.now()) / 1000)} s left: ${JSON.stringify({ ...report, violations: report.violations.length })}`), 30_000);
     try {
-      await Promise.all([...Array.from({ length: opts.clients }, (_, i) => client(i)), chaos()]);
+      await Promise.all([...Array.from({ length: opts.clients }, () => client()), chaos()]);
     } finally {
       clearInterval(progress);
     }
@@ -531,7 +535,7 @@ export function formatReport(r: CheckReport): string {
     `killed ${r.killed} (curl clients killed with SIGKILL mid-wait)`,
     `released ${r.released}`,
     `release found the lock gone ${r.releaseFoundGone} (the holder's lease ran out first)`,
-    `errors ${r.errors} (refused connections and 5xx during gateway and etcd restarts)`,
+    `errors ${r.errors} (refused connections and 5xx during gateway and etcd restarts): ${JSON.stringify(r.errorKinds)}`,
     `gateway restarts ${r.gatewayRestarts}, etcd restarts ${r.etcdRestarts}`,
     `history events checked ${r.events}`,
     `violations ${r.violations.length}`,

@@ -272,6 +272,25 @@ describe('leases, locks and elections through the gateway, against a real etcd',
     await ok('/v3/lock/unlock', { key: fine.key });
   });
 
+  it('issue 22: a campaign whose lease expired while it waited is answered 404 code 5, not etcd\'s leadership for a key that is gone', { timeout: 30_000 }, async () => {
+    await grant(2701, 60);
+    await grant(2702, 2); // never kept alive
+    const name = 'expired-candidate';
+    const leader = await ok('/v3/election/campaign', { name: b64(name), lease: 2701, value: b64('first') });
+    const waiting = gw.post('/v3/election/campaign', { name: b64(name), lease: 2702, value: b64('second') });
+    await waitFor('the waiting key', async () => (await keysUnder(`${name}/`)).includes(lockKey(name, 2702)), 3000);
+    await waitFor('the candidate\'s lease to expire and its key to go', async () => !(await keysUnder(`${name}/`)).includes(lockKey(name, 2702)), 6000);
+    await ok('/v3/election/resign', { leader: leader.leader });
+    const answer = await within(5000, 'the waiting campaign', waiting);
+    assert.equal(answer.status, 404, answer.text);
+    assert.equal(answer.body.code, 5);
+    assert.match(answer.body.message, /lease expired while waiting for the leadership/);
+    assert.deepEqual(await keysUnder(`${name}/`), []);
+    const fine = await ok('/v3/election/campaign', { name: b64(name), lease: 2701, value: b64('again') });
+    assert.equal(text(fine.leader.key), lockKey(name, 2701));
+    await ok('/v3/election/resign', { leader: fine.leader });
+  });
+
   it('a lock or a campaign waiting past the gateway\'s longest wait gets 504, and leaves no waiting key', async () => {
     await grant(2501, 60);
     await grant(2502, 60);

@@ -87,7 +87,7 @@ function keepAliveWhileWaiting(hub: KeepAliveHub, r: V1Request, lease: string, t
   const renew = async (): Promise<void> => {
     try {
       const answer = await hub.renew(lease, r.metadata);
-      if (revisionNumber(answer.TTL as string | undefined) <= 0) return lost.abort();
+      if (!(revisionNumber(answer.TTL as string | undefined) > 0)) return lost.abort();
       schedule(every);
     } catch {
       schedule(Math.min(every, RETRY_RENEW_MS));
@@ -145,7 +145,8 @@ async function prove(
   const ttlLeft = granted
     ? revisionNumber((await hub.renew(lease, r.metadata)).TTL as string | undefined)
     : revisionNumber((await call<{ TTL?: string }>(r, 'Lease', 'LeaseTimeToLive', { ID: lease }, true)).TTL);
-  if (ttlLeft <= 0) throw leaseExpired(lease);
+  // Not a positive number (-1: not found, 0: expired, anything unreadable): not proven alive.
+  if (!(ttlLeft > 0)) throw leaseExpired(lease);
   return { revision: revisionNumber(answer.header?.revision), ttlLeft };
 }
 
