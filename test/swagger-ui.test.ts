@@ -1,18 +1,22 @@
 // Swagger UI at /docs, in a real browser (Debian's chromium through playwright-core) in front of a real
 // etcd: for every /v1/ and /v3/ operation, what a newcomer does — open it, "Try it out" (on by
-// default), "Execute" with what the page pre-fills — must give a success, or the one answer listed in
-// EXPECTED with the reason. The page is used as a person uses it: its own example pickers, its own
+// default), "Execute" with what the page pre-fills — must give a success, or the one answer
+// test/helpers/try-it-out.ts lists for it, with the reason. The page is used as a person uses it: its own example pickers, its own
 // request; the answer is the one the page shows. Screenshots land in test-results/.
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { startGateway, spec, type GatewayFixture } from './helpers/gateway';
-import { launchBrowser, screenshot } from './helpers/browser';
+import { launchBrowser, RESULTS_DIR, screenshot } from './helpers/browser';
 import { EXAMPLE_LEASE, EXPECTED_FAILURES } from './helpers/try-it-out';
 
 type Schema = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
+/** Operations whose request and answer, as the page shows them, are saved as screenshots. */
+const SHOTS = new Set(['V1_KvPut', 'V1_KvGet', 'V1_LockAcquire', 'KV_Range', 'Election_Campaign']);
 
 /** Streams: the answer's status line and first bytes arrive, the body never ends while the client
  *  stays (Swagger UI shows "Loading" until it is closed). Only the status is checked. */
@@ -74,6 +78,11 @@ async function tryOperation(page: Page, op: Op): Promise<{ status: number; shown
   await status.waitFor();
   const body = (await block.locator('.live-responses-table .response-col_description pre').first().textContent()) ?? '';
   const shown = `${((await status.textContent()) ?? '').trim()} ${body.slice(0, 300)}`;
+  // What the person sees for the first operation of each face: the pre-filled request and its answer.
+  if (SHOTS.has(op.operationId)) {
+    fs.mkdirSync(RESULTS_DIR, { recursive: true });
+    await block.screenshot({ path: path.join(RESULTS_DIR, `swagger-${op.operationId}.png`) });
+  }
   // Closes the operation again, so the page stays short and the next one scrolls into view.
   await block.locator('.opblock-summary').first().click();
   return { status: response.status(), shown, body };
