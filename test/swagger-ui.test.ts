@@ -99,7 +99,7 @@ describe('Swagger UI: "Try it out" → "Execute" with the pre-filled example, on
     await gw?.close();
   });
 
-  it('answers every /v1/ and /v3/ operation with a success, or the listed expected answer', { timeout: 180_000 }, async (t) => {
+  it('answers every /v1/ and /v3/ operation with a success, or the listed expected answer', { timeout: 240_000 }, async (t) => {
     const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
     const page = await context.newPage();
     page.setDefaultTimeout(15_000);
