@@ -373,8 +373,10 @@ export function buildGateway(opts: AppOptions): Gateway {
     }),
   );
   if (opts.ui !== false) app.use('/ui', consoleRoutes());
+  // A person who opens the gateway's address gets the console; Swagger UI stays at /docs.
+  const home = opts.ui !== false ? '/ui/' : '/docs/';
   app.get('/', (_req, res) => {
-    res.redirect('/docs/');
+    res.redirect(home);
   });
   app.use((req, res) => sendError(res, notFound(req)));
 

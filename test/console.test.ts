@@ -224,6 +224,8 @@ describe('web console', () => {
     // History: their version is still there to read and diff, and restoring it is one more CAS write.
     await page.getByRole('button', { name: 'History' }).click();
     await page.getByRole('button', { name: 'Restore version 2' }).waitFor();
+    // Versions are read one revision after another: the oldest row comes one read after version 2's.
+    await page.locator('.history tbody tr').nth(2).waitFor();
     assert.equal(await page.locator('.history tbody tr').count(), 3);
     const historyDiff = (await page.locator('.history figure.diff pre').textContent()) ?? '';
     assert.match(historyDiff, /− {3}"by": "someone else"/);

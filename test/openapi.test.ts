@@ -9,6 +9,7 @@ import { WatchHub } from '../src/streams/watch-hub';
 import { KeepAliveHub } from '../src/streams/keepalive';
 import { Metrics } from '../src/observability/metrics';
 import { spec, startGateway, type GatewayFixture } from './helpers/gateway';
+import { EXPECTED_FAILURES } from './helpers/try-it-out';
 
 type Schema = Record<string, unknown>;
 
@@ -82,7 +83,12 @@ describe('openapi.yaml', () => {
         const content = ((op.requestBody as Schema).content as Record<string, Schema>)['application/json'];
         for (const [name, example] of Object.entries((content.examples ?? {}) as Record<string, { value: unknown }>)) {
           const answer = await gw.post(path, example.value as object);
-          assert.equal(answer.status, 200, `${path} example ${name}: ${answer.text}`);
+          const expected = EXPECTED_FAILURES[op.operationId as string];
+          if (expected) {
+            // One of the few that cannot succeed as written (test/helpers/try-it-out.ts says why).
+            assert.ok(answer.status >= 400 && (expected.status === undefined || answer.status === expected.status), `${path} example ${name}: ${answer.status} ${answer.text}`);
+            assert.match(answer.text, expected.message, `${path} example ${name}`);
+          } else assert.equal(answer.status, 200, `${path} example ${name}: ${answer.text}`);
           sent++;
         }
       }

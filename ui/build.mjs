@@ -21,4 +21,4 @@ await build({
   legalComments: 'eof',
   logLevel: 'warning',
 });
-await Promise.all(['index.html', 'console.css'].map((f) => copyFile(path.join(here, f), path.join(out, f))));
+await Promise.all(['index.html', 'console.css', 'favicon.svg'].map((f) => copyFile(path.join(here, f), path.join(out, f))));

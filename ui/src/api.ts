@@ -1,6 +1,8 @@
 // The console's only way to the gateway: its public API (/v1/ for keys, leases and watches, /v3/ for
 // cluster, maintenance and etcd sign-in), so everything the console does, a script can do too.
 
+import { textOf } from './format';
+
 /** Bytes backed by a plain ArrayBuffer, as fetch() takes for a body. */
 export type Bytes = Uint8Array<ArrayBuffer>;
 
@@ -180,14 +182,75 @@ export async function countKeys(prefix: Bytes): Promise<number> {
   return answer.count;
 }
 
+/** Longest key path the console puts in a URL. A key is any bytes up to etcd's request limit, but a
+ *  URL past the gateway's head limit (MAX_HEADER_BYTES, 16 KiB by default: 431) or a proxy's is
+ *  refused before any handler sees it: longer keys go in a /v3/ request body instead. */
+const MAX_KEY_PATH = 4096;
+const longKey = (key: Bytes): boolean => pathOf(key).length > MAX_KEY_PATH;
+
+export function toBase64(bytes: Uint8Array): string {
+  let bin = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(bin);
+}
+
+interface V3KeyValue {
+  key: string;
+  value?: string;
+  create_revision: string;
+  mod_revision: string;
+  version: string;
+  lease?: string;
+}
+
+/** A /v3/ key-value (base64, decimal strings) in the /v1/ JSON form the views read. */
+function fromV3(kv: V3KeyValue): KeyValue {
+  const key = fromBase64(kv.key);
+  const value = fromBase64(kv.value ?? '');
+  const keyText = textOf(key);
+  const valueText = textOf(value);
+  return {
+    ...(keyText === undefined ? { key_base64: kv.key } : { key: keyText }),
+    ...(valueText === undefined ? { value_base64: kv.value ?? '' } : { value: valueText }),
+    create_revision: Number(kv.create_revision),
+    mod_revision: Number(kv.mod_revision),
+    version: Number(kv.version),
+    ...(kv.lease && kv.lease !== '0' ? { lease: kv.lease } : {}),
+  };
+}
+
 /** The key now, or at `revision`; null when absent. */
 export async function getKey(key: Bytes, revision?: number): Promise<KeyValue | null> {
+  if (longKey(key)) {
+    try {
+      const answer = await v3<{ kvs?: V3KeyValue[] }>('kv/range', { key: toBase64(key), ...(revision ? { revision: String(revision) } : {}) });
+      return answer.kvs?.[0] ? fromV3(answer.kvs[0]) : null;
+    } catch (e) {
+      // etcd's OUT_OF_RANGE: the revision was compacted, which /v1/ answers as 410.
+      if (e instanceof ApiError && e.body.code === 11) throw new ApiError(410, e.message, e.body);
+      throw e;
+    }
+  }
   try {
     return await json<KeyValue>(`v1/kv/${pathOf(key)}${revision ? `?revision=${revision}` : ''}`);
   } catch (e) {
     if (e instanceof ApiError && e.status === 404) return null;
     throw e;
   }
+}
+
+/** A write or delete of a long key as one /v3/ txn, with the compare /v1/ makes of If-Match or
+ *  If-None-Match; a failed compare is the 412 /v1/ would answer. */
+async function longKeyTxn(key: Bytes, request: object, opts: { ifModRevision?: number; create?: boolean }): Promise<void> {
+  const k = toBase64(key);
+  const compare =
+    opts.ifModRevision !== undefined
+      ? [{ key: k, target: 'MOD', result: 'EQUAL', mod_revision: String(opts.ifModRevision) }]
+      : opts.create
+        ? [{ key: k, target: 'CREATE', result: 'EQUAL', create_revision: '0' }]
+        : [];
+  const answer = await v3<{ succeeded?: boolean }>('kv/txn', { compare, success: [request] });
+  if (!answer.succeeded) throw new ApiError(412, opts.create ? 'the key exists' : 'the key was changed');
 }
 
 export interface PutOptions {
@@ -200,6 +263,7 @@ export interface PutOptions {
 
 /** Writes `value`; a changed key (CAS) or an existing one (create) is an ApiError with status 412. */
 export async function putKey(key: Bytes, value: Bytes, opts: PutOptions = {}): Promise<void> {
+  if (longKey(key) && !opts.ttl) return longKeyTxn(key, { request_put: { key: toBase64(key), value: toBase64(value) } }, opts);
   const headers: Record<string, string> = { 'Content-Type': 'application/octet-stream' };
   if (opts.ifModRevision !== undefined) headers['If-Match'] = `"${opts.ifModRevision}"`;
   if (opts.create) headers['If-None-Match'] = '*';
@@ -207,6 +271,7 @@ export async function putKey(key: Bytes, value: Bytes, opts: PutOptions = {}): P
 }
 
 export async function deleteKey(key: Bytes, ifModRevision?: number): Promise<void> {
+  if (longKey(key)) return longKeyTxn(key, { request_delete_range: { key: toBase64(key) } }, { ifModRevision });
   await request(`v1/kv/${pathOf(key)}`, { method: 'DELETE', headers: ifModRevision === undefined ? {} : { 'If-Match': `"${ifModRevision}"` } });
 }
 

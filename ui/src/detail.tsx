@@ -37,14 +37,21 @@ export function LeaseTtl(props: { id: string }) {
   );
 }
 
+/** The text an edit starts from: as the view shows it (JSON formatted, when shown formatted), so
+ *  what is edited is what was read; the other views edit the text as stored. */
+function editText(value: Bytes, mode: ViewMode): string | undefined {
+  return mode === 'json' ? render(value, 'json') : textOf(value);
+}
+
 interface Conflict {
   theirs: KeyValue | null;
   mine: string;
 }
 
-export function KeyDetail(props: { name: string; bytes: Bytes; liveEvent?: WatchEvent; report: Report; onDeleted(): void }) {
+export function KeyDetail(props: { name: string; bytes: Bytes; link: string; liveEvent?: WatchEvent; report: Report; onDeleted(): void }) {
   const { name, bytes, report } = props;
   const [kv, setKv] = useState<KeyValue | null | undefined>();
+  const [failed, setFailed] = useState('');
   const [mode, setMode] = useState<ViewMode>('text');
   const [draft, setDraft] = useState<string | undefined>();
   const [conflict, setConflict] = useState<Conflict | undefined>();
@@ -65,10 +72,15 @@ export function KeyDetail(props: { name: string; bytes: Bytes; liveEvent?: Watch
     setConflict(undefined);
     setChangedWhileEditing(undefined);
     setHistoryOpen(false);
-    getKey(bytes).then((current) => {
-      setKv(current);
-      if (current) setMode(viewsFor(valueBytes(current))[0]);
-    }, report);
+    setFailed('');
+    getKey(bytes).then(
+      (current) => {
+        setKv(current);
+        if (current) setMode(viewsFor(valueBytes(current))[0]);
+      },
+      // Said where the value would be: "Loading…" must not stay when the read failed.
+      (e: unknown) => setFailed(messageOf(e)),
+    );
   }, [name]);
 
   // A change from the watch: shown at once, unless it would pull the value from under an edit.
@@ -79,6 +91,7 @@ export function KeyDetail(props: { name: string; bytes: Bytes; liveEvent?: Watch
     else load().catch(report);
   }, [props.liveEvent]);
 
+  if (failed && kv === undefined) return <p class="refused" role="alert">Could not read “{name}”: {failed}</p>;
   if (kv === undefined) return <p>Loading {name}…</p>;
   if (kv === null && !conflict) return <p class="notice">The key “{name}” does not exist (any more).</p>;
 
@@ -88,6 +101,8 @@ export function KeyDetail(props: { name: string; bytes: Bytes; liveEvent?: Watch
 
   const save = async (mine: string, expected: KeyValue | null): Promise<void> => {
     setBusy(true);
+    // A "Saved … at revision N" from before would contradict the answer to this save.
+    report(undefined);
     try {
       await putKey(bytes, bytesOf(mine), expected ? { ifModRevision: expected.mod_revision } : { create: true });
       setDraft(undefined);
@@ -123,6 +138,9 @@ export function KeyDetail(props: { name: string; bytes: Bytes; liveEvent?: Watch
   return (
     <section class="detail" aria-labelledby="detail-title">
       <h2 id="detail-title" class="key-name">{name}</h2>
+      <p class="link">
+        <a href={props.link}>Link to this key</a>
+      </p>
       {kv && (
         <dl class="meta">
           <dt>Size</dt>
@@ -178,7 +196,7 @@ export function KeyDetail(props: { name: string; bytes: Bytes; liveEvent?: Watch
               ))}
             </fieldset>
             <div class="actions">
-              <button type="button" disabled={text === undefined} title={text === undefined ? 'Binary values cannot be edited as text' : undefined} onClick={() => setDraft(text)}>
+              <button type="button" disabled={text === undefined} title={text === undefined ? 'Binary values cannot be edited as text' : undefined} onClick={() => setDraft(editText(value, views.includes(mode) ? mode : views[0]))}>
                 Edit
               </button>
               <button type="button" aria-expanded={historyOpen} onClick={() => setHistoryOpen(!historyOpen)}>

@@ -42,16 +42,30 @@ function insertSorted(names: string[], name: string): string[] {
   return [...names.slice(0, lo), name, ...names.slice(lo)];
 }
 
+/** The page's address names what is open: `#prefix=app/&key=app/config`, so a key can be linked to
+ *  and the back button goes back. A key alone opens its folder (up to its last '/'). */
+function fromHash(): { prefix: string; key?: string } {
+  const q = new URLSearchParams(location.hash.slice(1));
+  const key = q.get('key') ?? undefined;
+  const prefix = q.get('prefix') ?? (key === undefined ? '' : key.slice(0, key.lastIndexOf('/') + 1));
+  return { prefix, key };
+}
+
+export function hashOf(prefix: string, key?: string): string {
+  return `#${new URLSearchParams(key === undefined ? { prefix } : { prefix, key })}`;
+}
+
 export function KeysView(props: { report: Report }) {
   const { report } = props;
-  const [prefixInput, setPrefixInput] = useState(() => new URLSearchParams(location.hash.slice(1)).get('prefix') ?? '');
-  const [prefix, setPrefix] = useState(prefixInput);
+  const [initial] = useState(fromHash);
+  const [prefixInput, setPrefixInput] = useState(initial.prefix);
+  const [prefix, setPrefix] = useState(initial.prefix);
   const [separator, setSeparator] = useState('/');
   const [filter, setFilter] = useState('');
   const [listing, setListing] = useState<Listing | undefined>();
   const [refused, setRefused] = useState('');
   const [loading, setLoading] = useState(false);
-  const [selected, setSelected] = useState<string | undefined>();
+  const [selected, setSelected] = useState<string | undefined>(initial.key);
   const [liveEvent, setLiveEvent] = useState<WatchEvent | undefined>();
   const [flashing, setFlashing] = useState<ReadonlySet<string>>(new Set());
   const [log, setLog] = useState<LogEntry[]>([]);
@@ -61,6 +75,30 @@ export function KeysView(props: { report: Report }) {
   const [deleting, setDeleting] = useState<number | undefined>();
   const selectedRef = useRef(selected);
   selectedRef.current = selected;
+  const prefixRef = useRef(prefix);
+  prefixRef.current = prefix;
+
+  // The address follows what is open, and what is open follows the address (a link, back, forward).
+  useEffect(() => {
+    const want = hashOf(prefix, selected);
+    if (location.hash === want) return;
+    // The same place written another way (`#key=a/b`): rewritten in place, not one more step back.
+    const now = fromHash();
+    if (now.prefix === prefix && now.key === selected) history.replaceState(null, '', want);
+    else location.hash = want;
+  }, [prefix, selected]);
+  useEffect(() => {
+    const follow = (): void => {
+      const { prefix: p, key } = fromHash();
+      if (p !== prefixRef.current) {
+        setPrefixInput(p);
+        setPrefix(p);
+      }
+      if (key !== selectedRef.current) setSelected(key);
+    };
+    addEventListener('hashchange', follow);
+    return () => removeEventListener('hashchange', follow);
+  }, []);
   const logIds = useRef(0);
 
   const loadPage = async (base: Listing | undefined): Promise<Listing> => {
@@ -84,7 +122,6 @@ export function KeysView(props: { report: Report }) {
     setRefused('');
     setLog([]);
     setLoading(true);
-    location.hash = new URLSearchParams({ prefix }).toString();
     (async () => {
       let l = await loadPage(undefined);
       while (live && l.more && l.names.length < AUTO_LOAD) l = await loadPage(l);
@@ -112,11 +149,13 @@ export function KeysView(props: { report: Report }) {
 
   const onEvent = (e: WatchEvent): void => {
     const name = keyName(e.kv);
+    // The listing, its count and its revision stay those of the store as the watch has seen it.
     setListing((l) => {
       if (!l) return l;
-      if (e.type === 'delete') return { ...l, names: l.names.filter((n) => n !== name) };
+      const revision = Math.max(l.revision, e.kv.mod_revision);
+      if (e.type === 'delete') return { ...l, revision, names: l.names.filter((n) => n !== name) };
       const bytes = new Map(l.bytes).set(name, keyBytes(e.kv));
-      return { ...l, names: insertSorted(l.names, name), bytes };
+      return { ...l, revision, names: insertSorted(l.names, name), bytes };
     });
     setLog((entries) => [{ id: ++logIds.current, time: new Date().toLocaleTimeString(), type: e.type, key: name, revision: e.kv.mod_revision }, ...entries].slice(0, LOG_SIZE));
     setFlashing((f) => new Set(f).add(name));
@@ -211,7 +250,7 @@ export function KeysView(props: { report: Report }) {
 
       <section class="content" aria-label="Selected key">
         {selected !== undefined && selectedBytes ? (
-          <KeyDetail key={selected} name={selected} bytes={selectedBytes} liveEvent={liveEvent} report={report} onDeleted={() => setSelected(undefined)} />
+          <KeyDetail key={selected} name={selected} bytes={selectedBytes} link={hashOf(prefix, selected)} liveEvent={liveEvent} report={report} onDeleted={() => setSelected(undefined)} />
         ) : (
           <p class="empty">Choose a key in the tree (arrow keys move, Enter opens).</p>
         )}

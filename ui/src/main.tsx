@@ -23,6 +23,8 @@ function App() {
     setMessage(undefined);
   };
   const report: Report = (what, kind = 'error') => {
+    // Nothing to say: what was said before (a "Saved …") no longer holds.
+    if (what === undefined) return setMessage(undefined);
     setMessage((m) => ({ text: kind === 'info' && typeof what === 'string' ? what : messageOf(what), kind, n: (m?.n ?? 0) + 1 }));
   };
 

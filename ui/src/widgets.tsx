@@ -6,7 +6,8 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { ApiError } from './api';
 import { diffLines, parseJson } from './format';
 
-/** What the views tell the person: an error (with the gateway's own message) or a confirmation. */
+/** What the views tell the person: an error (with the gateway's own message) or a confirmation;
+ *  undefined takes back what was said last, once it no longer holds. */
 export type Report = (what: unknown, kind?: 'error' | 'info') => void;
 
 export function messageOf(e: unknown): string {
