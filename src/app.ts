@@ -175,6 +175,10 @@ export function handlerTable(
   };
 }
 
+/** Calls that wait by design (for a lock, for leadership: up to LOCK_WAIT_MS), each holding a wait in
+ *  etcd: they count as one of their client's streams while they wait (MAX_STREAMS_PER_CLIENT). */
+const WAITING_CALLS = new Set(['Lock_Lock', 'Election_Campaign', 'V1_LockAcquire']);
+
 export function buildGateway(opts: AppOptions): Gateway {
   const spec = opts.spec ?? new ApiSpec();
   const streams = opts.streams ?? DEFAULT_STREAM_SETTINGS;
@@ -234,6 +238,8 @@ export function buildGateway(opts: AppOptions): Gateway {
         const lane: LaneRoute = { operationId: op.operationId, call: route.call };
         for (const p of [op.path, ...op.aliases]) {
           apiRoutes.set(p, route);
+          // A call that waits by design is Node's, where it is counted as one of its client's streams.
+          if (WAITING_CALLS.has(op.operationId)) continue;
           for (const prefix of API_PREFIXES) laneRoutes.set(`${prefix}${p.slice(3)}`, lane);
         }
       }
@@ -264,7 +270,8 @@ export function buildGateway(opts: AppOptions): Gateway {
     // A blocking read (?wait) holds a watch for minutes as a stream does: it counts as one of its
     // client's streams too (its shutdown is its own: the router answers it 304).
     const url = req.url ?? '';
-    if (stream || (match.operationId === 'V1_KvGet' && url.includes('wait') && new URLSearchParams(querySearch(url)).has('wait'))) {
+    const waits = WAITING_CALLS.has(match.operationId) || (match.operationId === 'V1_KvGet' && url.includes('wait') && new URLSearchParams(querySearch(url)).has('wait'));
+    if (stream || waits) {
       let release;
       try {
         release = admission.openStream(req);
@@ -295,14 +302,15 @@ export function buildGateway(opts: AppOptions): Gateway {
         return sendError(res, err);
       }
     }
-    if (route.operation.stream) {
+    const stream = route.operation.stream;
+    if (stream || WAITING_CALLS.has(route.operation.operationId)) {
       let release;
       try {
         release = admission.openStream(req);
       } catch (err) {
         return sendError(res, err);
       }
-      openStreams.add(res);
+      if (stream) openStreams.add(res);
       res.once('close', () => {
         openStreams.delete(res);
         release();

@@ -409,3 +409,40 @@ describe('a blocking /v1/ read (?wait)', () => {
     }
   });
 });
+
+describe('a call that waits by design (a lock, a campaign)', () => {
+  it('counts as one of its client\'s streams while it waits, on /v3/ and /v1/', async () => {
+    const gw = await startGateway({ streams: { maxStreamsPerClient: 2 } });
+    try {
+      const holder = await gw.post('/v3/lock/lock', { name: b64('capped') });
+      assert.equal(holder.status, 200, holder.text);
+      const waiting = [
+        fetch(new URL('/v3/lock/lock', gw.url), { method: 'POST', body: JSON.stringify({ name: b64('capped') }) }),
+        fetch(new URL('/v1/locks/capped?wait=30s', gw.url), { method: 'POST' }),
+      ];
+      await sleep(300);
+      for (const [path, body] of [['/v3/lock/lock', { name: b64('capped') }], ['/v3/election/campaign', { name: b64('capped-el'), value: b64('v') }]] as const) {
+        const third = await gw.post(path, body);
+        assert.equal(third.status, 429, `${path}: ${third.text}`);
+        assert.match(third.body.message, /MAX_STREAMS_PER_CLIENT/);
+      }
+      const v1third = await send(gw.url, '/v1/locks/capped?wait=0', undefined, { method: 'POST' });
+      assert.equal(v1third.status, 429, v1third.text);
+      // A call that does not wait is no stream.
+      assert.equal((await gw.post('/v3/kv/range', { key: b64('capped') })).status, 200);
+      // The holder lets go: both waiters get the lock in turn and end, and their places come back.
+      assert.equal((await gw.post('/v3/lock/unlock', { key: holder.body.key })).status, 200);
+      const first = await Promise.race(waiting.map((w) => w.then(async (r) => ({ r, body: (await r.json()) as { key?: string } }))));
+      assert.ok(first.r.status === 200 || first.r.status === 201, String(first.r.status));
+      const unlock = first.r.status === 200 ? gw.post('/v3/lock/unlock', { key: first.body.key }) : send(gw.url, `/v1/locks/capped?key=${first.body.key}`, undefined, { method: 'DELETE' });
+      assert.ok([200, 204].includes((await unlock).status));
+      const settled = await Promise.all(waiting);
+      assert.ok(settled.every((r) => r.status === 200 || r.status === 201), settled.map((r) => r.status).join(','));
+      await sleep(200);
+      const after = await gw.post('/v3/election/campaign', { name: b64('capped-el'), value: b64('v') });
+      assert.equal(after.status, 200, after.text);
+    } finally {
+      await gw.close();
+    }
+  });
+});
