@@ -36,7 +36,7 @@ import {
 import { startTestEtcd, type TestEtcd } from './harness/etcd';
 
 const PYTHON_HINT = 'apt-get install python3-requests python3-etcd3gw python3-websocket';
-const COMMAND_TIMEOUT_MS = 30_000;
+const COMMAND_TIMEOUT_MS = 20_000;
 const PYTHON_TIMEOUT_MS = 60_000;
 /** How long a streaming example that shows no output is watched before it is stopped. */
 const QUIET_STREAM_MS = 3_000;
