@@ -240,13 +240,18 @@ interface PythonResult {
   signal: NodeJS.Signals | null;
   stopped: boolean;
   timedOut: boolean;
+  /** What `probe` answered just before a quiet watcher was stopped. */
+  probed?: unknown;
 }
 
 /** A snippet that runs until stopped (a watcher loop). */
 const isStreamingPython = (body: string): boolean => /\bwhile True:|stream=True/.test(body);
 
-/** Runs a snippet with print() recorded; a streaming one is stopped (SIGINT) after `streamLines` prints. */
-function runPython(code: string, streamLines?: number): Promise<PythonResult> {
+/**
+ * Runs a snippet with print() recorded; a streaming one is stopped (SIGINT) after `streamLines`
+ * prints, or, with 0, after QUIET_STREAM_MS and a call of `probe` (which sees it still running).
+ */
+function runPython(code: string, streamLines?: number, probe?: () => Promise<unknown>): Promise<PythonResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(PYTHON, ['-c', PRINT_RECORDER, code], {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -256,6 +261,7 @@ function runPython(code: string, streamLines?: number): Promise<PythonResult> {
     let stderr = '';
     let stopped = false;
     let timedOut = false;
+    let probed: unknown;
     const stop = (): void => {
       if (stopped || child.exitCode !== null) return;
       stopped = true;
@@ -269,7 +275,17 @@ function runPython(code: string, streamLines?: number): Promise<PythonResult> {
       },
       streamLines === undefined ? PYTHON_TIMEOUT_MS : COMMAND_TIMEOUT_MS,
     );
-    const quiet = streamLines === 0 ? setTimeout(stop, QUIET_STREAM_MS) : undefined;
+    const quiet =
+      streamLines === 0
+        ? setTimeout(() => {
+            void (probe ? probe() : Promise.resolve())
+              .then(
+                (v) => (probed = v),
+                (err: Error) => (probed = err.message),
+              )
+              .finally(stop);
+          }, QUIET_STREAM_MS)
+        : undefined;
     child.stdout.setEncoding('utf8').on('data', (d: string) => {
       stdout += d;
       if (streamLines && stdout.split('\n').length > streamLines) stop();
@@ -280,7 +296,7 @@ function runPython(code: string, streamLines?: number): Promise<PythonResult> {
       clearTimeout(timer);
       clearTimeout(quiet);
       const calls = outputLines(stdout).map((l) => JSON.parse(l) as [[string, string][], string]);
-      resolve({ calls, stderr, code, signal, stopped: stopped && !timedOut, timedOut });
+      resolve({ calls, stderr, code, signal, stopped: stopped && !timedOut, timedOut, probed });
     });
   });
 }
@@ -400,7 +416,11 @@ describe('the README followed in order: one terminal, one gateway, one fresh etc
     }
     const port = host.split(':')[1];
     const code = fence.body.split(README_HOST).join(host).split('port=8080').join(`port=${port}`);
-    const res = await runPython(code, streaming ? expectations.length : undefined);
+    // A watcher that prints nothing until something changes: the gateway's /stats must show the
+    // watch it opened (one that cannot connect retries silently, and would pass unseen).
+    const watches = async (): Promise<number> => ((await (await fetch(`${fixture.url}/stats`)).json()) as { watch: { watches: number } }).watch.watches;
+    const before = streaming && expectations.length === 0 ? await watches() : undefined;
+    const res = await runPython(code, streaming ? expectations.length : undefined, before === undefined ? undefined : watches);
     const details = `--- code (as run) ---\n${code}\n--- printed ---\n${res.calls.map((c) => c[1]).join('\n')}\n--- stderr ---\n${res.stderr}`;
     if (/ModuleNotFoundError|ImportError/.test(res.stderr)) assert.fail(`${where}: missing Python module; run: ${PYTHON_HINT}\n${details}`);
     assert.ok(!res.timedOut, `${where}: the Python example did not finish (or print its lines) in time: ${details}`);
@@ -409,6 +429,12 @@ describe('the README followed in order: one terminal, one gateway, one fresh etc
       assert.ok(res.stopped, `${where}: the watcher ended by itself (exit ${res.code ?? res.signal}), a reader would stop it: ${details}`);
       const traceback = res.stderr.replace(/Traceback[\s\S]*KeyboardInterrupt\s*$/, '').trim();
       assert.equal(traceback, '', `${where}: the watcher wrote errors before it was stopped: ${details}`);
+      if (before !== undefined) {
+        assert.ok(
+          typeof res.probed === 'number' && res.probed > before,
+          `${where}: the watcher printed nothing and opened no watch (/stats watches ${before} before, ${String(res.probed)} while it ran): ${details}`,
+        );
+      }
     } else {
       assert.equal(res.code, 0, `${where}: the Python example failed (exit ${res.code ?? res.signal}): ${details}`);
       assert.equal(res.calls.length, expectations.length, `${where}: expected ${expectations.length} print() calls: ${details}`);
