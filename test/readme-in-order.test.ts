@@ -217,6 +217,15 @@ class ShellSession {
 /** The lines of an output (no trailing empty line). */
 const outputLines = (output: string): string[] => (output === '' ? [] : output.replace(/\n$/, '').split('\n'));
 
+function isJson(line: string): boolean {
+  try {
+    JSON.parse(line);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Whether an output line is an error answer: a JSON object with `error`, or a problem+json. */
 function errorAnswer(line: string): boolean {
   let v: unknown;
@@ -380,6 +389,11 @@ describe('the README followed in order: one terminal, one gateway, one fresh etc
     if (example.expected === undefined) {
       const bad = lines.find(errorAnswer);
       assert.equal(bad, undefined, `${where}: answered an error where the README shows none: ${details}`);
+      // A bare curl shows the gateway's answer: JSON (not, say, an HTML error page).
+      if (/^curl\s/.test(example.command)) {
+        const notJson = lines.find((l) => !isJson(l));
+        assert.equal(notJson, undefined, `${where}: answered something other than JSON where the README shows nothing: ${details}`);
+      }
       return;
     }
     const expected = example.expected;
