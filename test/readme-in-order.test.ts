@@ -158,19 +158,21 @@ class ShellSession {
     const marker = `__README_STEP_${n}_EXIT_`;
     const end = new RegExp(`\\n${marker}(\\d+)__\\n`);
     this.buffer = '';
+    // Ctrl-C stops the foreground command, not the background jobs started before it.
+    const background = new Set(childrenOf(this.child.pid ?? -1));
     return new Promise((resolve) => {
       let stopped = false;
       let timedOut = false;
       const stop = (): void => {
         if (stopped) return;
         stopped = true;
-        this.killChildren('SIGINT');
+        this.killChildren('SIGINT', background);
       };
       const timer = setTimeout(() => {
         timedOut = true;
         stop();
         // A command that ignores SIGINT: end the session's children for good.
-        setTimeout(() => this.killChildren('SIGKILL'), 3_000).unref();
+        setTimeout(() => this.killChildren('SIGKILL', background), 3_000).unref();
       }, COMMAND_TIMEOUT_MS);
       const quiet = opts.streamLines === 0 ? setTimeout(stop, QUIET_STREAM_MS) : undefined;
       this.onData = () => {
@@ -191,8 +193,9 @@ class ShellSession {
   }
 
   /** Signals the processes this session's shell started (a foreground command, a background job). */
-  private killChildren(signal: NodeJS.Signals): void {
+  private killChildren(signal: NodeJS.Signals, except: Set<number> = new Set()): void {
     for (const pid of childrenOf(this.child.pid ?? -1)) {
+      if (except.has(pid)) continue;
       try {
         process.kill(pid, signal);
       } catch {
