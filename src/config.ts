@@ -97,7 +97,7 @@ const SETTINGS = {
   watchStreams: { flag: 'watch-streams', env: 'WATCH_STREAMS', default: '4', help: 'etcd Watch streams that all client watches share' },
   maxWatchesPerConnection: { flag: 'max-watches-per-connection', env: 'MAX_WATCHES_PER_CONNECTION', default: '1000', help: 'watches one HTTP stream or WebSocket may hold' },
   maxWatchConnections: { flag: 'max-watch-connections', env: 'MAX_WATCH_CONNECTIONS', default: '10000', help: 'open watch streams and WebSockets, in all' },
-  maxStreamsPerClient: { flag: 'max-streams-per-client', env: 'MAX_STREAMS_PER_CLIENT', default: '0', help: 'open streams (WebSockets, HTTP streams, /v1/ watches) one client may hold; more: 429 (0: a tenth of MAX_WATCH_CONNECTIONS)' },
+  maxStreamsPerClient: { flag: 'max-streams-per-client', env: 'MAX_STREAMS_PER_CLIENT', default: '0', help: 'open streams (WebSockets, HTTP streams, /v1/ watches, blocking reads, waiting locks and campaigns) one client may hold; more: 429 (0: a tenth of MAX_WATCH_CONNECTIONS)' },
   maxWatchesPerClient: { flag: 'max-watches-per-client', env: 'MAX_WATCHES_PER_CLIENT', default: '10000', help: 'watches one client may hold across all its streams; more: refused (429)' },
   maxKeepalivesPerClient: { flag: 'max-keepalives-per-client', env: 'MAX_KEEPALIVES_PER_CLIENT', default: '1000', help: 'lease keepalives one client may have waiting for etcd (each ID of a keepalive body counts); more: 429' },
   sendBufferBytes: { flag: 'send-buffer-bytes', env: 'SEND_BUFFER_BYTES', default: '4194304', help: 'bytes waiting to be sent to one client before it is cut off as too slow' },
