@@ -234,12 +234,12 @@ export function buildGateway(opts: AppOptions): Gateway {
         const route = stream(op);
         for (const p of [op.path, ...op.aliases]) apiRoutes.set(p, route);
       } else {
-        const route = unaryRoute(spec, op, unary, opts.etcd, opts.maxBodyBytes, guard);
+        // A call that waits by design holds one of its client's streams while it waits, on either path.
+        const hold = WAITING_CALLS.has(op.operationId) ? (head: RequestHead) => admission.openStream(head) : undefined;
+        const route = unaryRoute(spec, op, unary, opts.etcd, opts.maxBodyBytes, guard, hold);
         const lane: LaneRoute = { operationId: op.operationId, call: route.call };
         for (const p of [op.path, ...op.aliases]) {
           apiRoutes.set(p, route);
-          // A call that waits by design is Node's, where it is counted as one of its client's streams.
-          if (WAITING_CALLS.has(op.operationId)) continue;
           for (const prefix of API_PREFIXES) laneRoutes.set(`${prefix}${p.slice(3)}`, lane);
         }
       }
@@ -302,15 +302,14 @@ export function buildGateway(opts: AppOptions): Gateway {
         return sendError(res, err);
       }
     }
-    const stream = route.operation.stream;
-    if (stream || WAITING_CALLS.has(route.operation.operationId)) {
+    if (route.operation.stream) {
       let release;
       try {
         release = admission.openStream(req);
       } catch (err) {
         return sendError(res, err);
       }
-      if (stream) openStreams.add(res);
+      openStreams.add(res);
       res.once('close', () => {
         openStreams.delete(res);
         release();

@@ -7,7 +7,7 @@ import zlib from 'node:zlib';
 import type { Readable } from 'node:stream';
 import type { ApiSpec, Operation } from './openapi';
 import type { Cancellation } from '../etcd/unary-channel';
-import { etcdMetadata, type GrpcMessage, type Guard, type RequestContext, type RequestHead, type UnaryHandler } from './context';
+import { etcdMetadata, type Guard, type RequestContext, type RequestHead, type UnaryHandler } from './context';
 import type { EtcdClient } from '../etcd/client';
 import { decode, encode, normalizeNames } from '../codec/codec';
 import { parseJson, parseJsonSequence, DuplicateKeyError, JsonSyntaxError } from '../json/parse';
@@ -232,6 +232,9 @@ export function unaryRoute(
   etcd: EtcdClient,
   maxBodyBytes: number,
   guard?: Guard,
+  /** For a call that waits by design: takes one of its client's places (throws 429 when there is
+   *  none) and returns its release, called once the call is over. */
+  hold?: (head: RequestHead) => () => void,
 ): UnaryRoute {
   if (!operation.requestSchema || !operation.responseSchema) {
     throw new Error(`operation ${operation.operationId} needs request and response schemas`);
@@ -251,8 +254,12 @@ export function unaryRoute(
       if (admitted) await admitted;
       ctx.readable = (key) => guard.readable(head, key);
     }
-    const answer: GrpcMessage = await handler(request, ctx);
-    return encode(responseShape, answer);
+    const release = hold?.(head);
+    try {
+      return encode(responseShape, await handler(request, ctx));
+    } finally {
+      release?.();
+    }
   };
   return {
     operation,
