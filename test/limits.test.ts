@@ -3,22 +3,10 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { rawAnswer } from './helpers/raw-http';
 import { b64, startGateway, type GatewayFixture } from './helpers/gateway';
 
-function raw(port: number, request: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(port, '127.0.0.1');
-    let answer = '';
-    socket.on('data', (d) => (answer += d));
-    socket.on('end', () => resolve(answer));
-    socket.on('error', reject);
-    socket.setTimeout(5000, () => {
-      socket.destroy();
-      reject(new Error(`no answer: ${answer}`));
-    });
-    socket.write(request);
-  });
-}
+const raw = (port: number, request: string): Promise<string> => rawAnswer(port, request, { timeoutMs: 5000, strict: true });
 
 describe('connection and header limits', () => {
   let gw: GatewayFixture;

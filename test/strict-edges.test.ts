@@ -4,29 +4,15 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { WebSocket } from 'ws';
 import type { Browser } from 'playwright-core';
+import { rawAnswer } from './helpers/raw-http';
 import { b64, send, startGateway, type GatewayFixture } from './helpers/gateway';
 import { launchBrowser, openPage } from './helpers/browser';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** A whole answer read off a raw socket, for requests fetch would not make as written. */
-function raw(port: number, request: string, timeoutMs = 3000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(port, '127.0.0.1');
-    let answer = '';
-    socket.on('data', (d) => (answer += d));
-    socket.on('end', () => resolve(answer));
-    socket.on('error', reject);
-    socket.setTimeout(timeoutMs, () => {
-      socket.destroy();
-      resolve(answer);
-    });
-    socket.write(request);
-  });
-}
+const raw = (port: number, request: string, timeoutMs = 3000): Promise<string> => rawAnswer(port, request, { timeoutMs });
 
 describe('edges', () => {
   let gw: GatewayFixture;

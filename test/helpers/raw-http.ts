@@ -302,3 +302,22 @@ export function wsServerFrames(data: Buffer): Array<{ opcode: number; payload: B
   }
   return frames;
 }
+
+/** Writes `request` on a new connection and resolves with all the server sent until it ended. Past
+ *  `timeoutMs` of silence the socket is destroyed: what came so far is the answer, or with `strict`
+ *  an error (a server that should have answered and closed). */
+export function rawAnswer(port: number, request: string, opts: { timeoutMs?: number; strict?: boolean } = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let answer = '';
+    socket.on('data', (d) => (answer += d));
+    socket.on('end', () => resolve(answer));
+    socket.on('error', reject);
+    socket.setTimeout(opts.timeoutMs ?? 3000, () => {
+      socket.destroy();
+      if (opts.strict) reject(new Error(`no answer: ${answer}`));
+      else resolve(answer);
+    });
+    socket.write(request);
+  });
+}
