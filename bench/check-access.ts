@@ -1,11 +1,11 @@
 // npm run check:access -- [--seed N] [--files 6] [--clients 5] [--requests 600]
 //
-// The authorization checker (test/helpers/access-checker.ts) as a longer run than the suite's: every
+// The authorization checker (test/support/access-checker.ts) as a longer run than the suite's: every
 // generated access file, client and request on a fresh etcd; prints the counts and every violation;
 // exits 1 on any. Bounded: files × clients × requests requests, each one after the other.
 
 import { parseArgs } from 'node:util';
-import { runAccessCheck } from '../test/helpers/access-checker';
+import { runAccessCheck } from '../test/support/access-checker';
 
 const { values } = parseArgs({ options: { seed: { type: 'string' }, files: { type: 'string' }, clients: { type: 'string' }, requests: { type: 'string' } } });
 const count = (raw: string | undefined, dflt: number, max: number): number => {

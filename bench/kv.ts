@@ -35,7 +35,7 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { Etcd3 } from 'etcd3';
 import { EtcdClient } from '../src/etcd/client';
-import { findEtcdBinary, startEtcd, type EtcdProcess } from '../src/etcd/process';
+import { findEtcdBinary, startEtcd, type EtcdProcess } from '../src/embedded-etcd/process';
 import { makeLog, positiveInt, procSample, runMain, startGatewayProcess, withTimeout, type GatewayProcess, type ProcSample } from './setup';
 import { LatencyHistogram } from './histogram';
 import { runWrk, wrkInstalled, type WrkRequest } from './wrk';

@@ -17,9 +17,9 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { findEtcdBinary, startEtcd, type EtcdProcess } from '../src/etcd/process';
+import { findEtcdBinary, startEtcd, type EtcdProcess } from '../src/embedded-etcd/process';
 import { sleep, startGatewayProcess, type GatewayProcess } from './setup';
-import { Rng } from '../test/helpers/fuzz';
+import { Rng } from '../test/support/fuzz';
 
 export interface CheckOptions {
   seconds: number;

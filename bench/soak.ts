@@ -27,7 +27,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
-import { findEtcdBinary, startEtcd, type EtcdProcess } from '../src/etcd/process';
+import { findEtcdBinary, startEtcd, type EtcdProcess } from '../src/embedded-etcd/process';
 import { LatencyHistogram } from './histogram';
 import { heapAfterGc, makeLog, procSample, runMain, sleep, startGatewayProcess, withTimeout, type GatewayProcess } from './setup';
 

@@ -2,7 +2,7 @@
 // A server that does only what no WebSocket watch gateway can skip: one etcd watch per distinct
 // (key, range_end), each etcd response turned into JSON once and framed once, and the same bytes
 // queued for every socket that watches it, written by the gateway's own paced outboxes
-// (src/streams/outbox.ts). No hub, no resumption, no access control, no limits, no slow-consumer check. The bench's clients, puts and measurement are the same as
+// (src/core/watch/outbox.ts). No hub, no resumption, no access control, no limits, no slow-consumer check. The bench's clients, puts and measurement are the same as
 // for the gateway, so on one machine the gap between the two columns is what the gateway itself costs,
 // and the floor's own figures are what Node, the kernel and the bench's clients cost together.
 // Not a product: a client that asks anything but one create per socket is closed.
@@ -13,8 +13,8 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import WebSocket, { WebSocketServer } from 'ws';
 import type { EtcdClient } from '../src/etcd/client';
-import { Outbox } from '../src/streams/outbox';
-import { textFrame } from '../src/streams/websocket';
+import { Outbox } from '../src/core/watch/outbox';
+import { textFrame } from '../src/api/ws/websocket';
 
 interface Kv {
   key: Buffer;

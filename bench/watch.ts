@@ -28,7 +28,7 @@
 // and the measured figures are meant to be the steady state (--warmup 0 shows the cold start). Every
 // wait is bounded in time.
 
-import '../src/v8-tuning';
+import '../src/boot/v8-tuning';
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { Session } from 'node:inspector/promises';
@@ -40,9 +40,9 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { buildGateway, DEFAULT_STREAM_SETTINGS } from '../src/app';
+import { buildGateway, DEFAULT_STREAM_SETTINGS } from '../src/boot/gateway';
 import { EtcdClient } from '../src/etcd/client';
-import { findEtcdBinary, startEtcd, type EtcdProcess } from '../src/etcd/process';
+import { findEtcdBinary, startEtcd, type EtcdProcess } from '../src/embedded-etcd/process';
 import { LatencyHistogram } from './histogram';
 import { startFloorServer, type FloorServer } from './watch-floor';
 import type { ClientCommand, ClientKind, Keys, OpenedReply, ProgressReply, ResultReply, WrittenReply } from './watch-clients';

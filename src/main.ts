@@ -2,7 +2,7 @@
 // listen → stop everything cleanly on SIGINT/SIGTERM.
 
 // First: V8 settings that must be in force before the rest is loaded.
-import './v8-tuning';
+import './boot/v8-tuning';
 import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -10,13 +10,13 @@ import https from 'node:https';
 import path from 'node:path';
 import tls from 'node:tls';
 import pino from 'pino';
-import { ConfigError, loadConfig, usage, type Config } from './config';
-import { buildGateway } from './app';
-import { checkRequests, hardenServer, serverOptions } from './http-server';
-import { AccessPolicy } from './security/access';
+import { ConfigError, loadConfig, usage, type Config } from './config/settings';
+import { buildGateway } from './boot/gateway';
+import { checkRequests, hardenServer, serverOptions } from './boot/http-server';
+import { AccessPolicy } from './core/security/access';
 import { EtcdClient, type EtcdTlsOptions } from './etcd/client';
-import { isWorker, runPrimary, workerMetrics } from './workers';
-import { DataDirInUseError, ensureEtcdBinary, EtcdMissingError, EtcdStartError, portIsFree, startEmbeddedEtcd, type EtcdProcess } from './etcd/process';
+import { isWorker, runPrimary, workerMetrics } from './boot/workers';
+import { DataDirInUseError, ensureEtcdBinary, EtcdMissingError, EtcdStartError, portIsFree, startEmbeddedEtcd, type EtcdProcess } from './embedded-etcd/process';
 
 /** A PEM file named by a setting; unreadable or not PEM: a ConfigError naming the setting and the path. */
 function readPem(setting: string, file: string, kind: 'certificate' | 'key'): Buffer {

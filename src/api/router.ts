@@ -5,14 +5,14 @@
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import zlib from 'node:zlib';
 import type { Readable } from 'node:stream';
-import type { ApiSpec, Operation } from './openapi';
+import type { ApiSpec, Operation } from '../core/contract/spec';
 import type { Cancellation } from '../etcd/unary-channel';
-import { etcdMetadata, type Guard, type RequestContext, type RequestHead, type UnaryHandler } from './context';
+import { etcdMetadata, type Guard, type RequestContext, type RequestHead, type UnaryHandler } from '../core/context';
 import type { EtcdClient } from '../etcd/client';
-import { decode, encode, normalizeNames } from '../codec/codec';
-import { parseJson, parseJsonSequence, DuplicateKeyError, JsonSyntaxError } from '../json/parse';
-import { GatewayError, GrpcCode, invalidArgument, fromGrpcError } from '../errors';
-import type { ObjectShape } from '../codec/shape';
+import { decode, encode, normalizeNames } from '../core/contract/codec';
+import { parseJson, parseJsonSequence, DuplicateKeyError, JsonSyntaxError } from '../protocol/json/parse';
+import { GatewayError, GrpcCode, invalidArgument, fromGrpcError } from '../core/errors';
+import type { ObjectShape } from '../core/contract/shape';
 
 /** Every API path is reachable under these prefixes; the spec lists the /v3/ form. */
 export const API_PREFIXES = ['/v3', '/v3beta', '/v3alpha'] as const;
@@ -218,7 +218,7 @@ export async function readJsonSequence(req: IncomingMessage, maxBodyBytes: numbe
 
 /** A unary operation's whole pipeline after the body is read: parse, validate, decode, check access,
  *  call etcd, encode. Resolves to the answer's JSON value; rejects with what the client is told. Node's
- *  requests (serve) and the fast lane's (src/fast-lane.ts) both run it. */
+ *  requests (serve) and the fast lane's (src/protocol/http1/lane.ts) both run it. */
 export type UnaryCall = (raw: Buffer, head: RequestHead, signal: Cancellation) => Promise<unknown>;
 
 export interface UnaryRoute extends Route {

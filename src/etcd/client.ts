@@ -10,9 +10,9 @@ import https from 'node:https';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { installFastLongStrings } from '../codec/int64';
+import { installFastLongStrings } from '../core/contract/int64';
 import { Host } from 'etcd3/lib/connection-pool';
-import { fromGrpcError, GatewayError, GrpcCode } from '../errors';
+import { fromGrpcError, GatewayError, GrpcCode } from '../core/errors';
 import { UnaryChannel, unaryError, type Cancellation, type UnaryError } from './unary-channel';
 
 /** Channels kept to members that are not configured endpoints (a cluster has a handful of members). */

@@ -25,9 +25,9 @@
 
 import net from 'node:net';
 import tls from 'node:tls';
-import { GrpcCode } from '../errors';
-import { HpackDecoder, HpackError, encodeHeaders } from './hpack';
-import { IdTable } from '../id-table';
+import { GrpcCode } from '../core/errors';
+import { HpackDecoder, HpackError, encodeHeaders } from '../protocol/http2/hpack';
+import { IdTable } from '../protocol/id-table';
 
 export interface TlsFiles {
   ca?: Buffer;

@@ -5,7 +5,7 @@
 // MEMBER_STATUS_MS is listed with the error instead of holding up the rest, and alarms that cannot be
 // read within it (they need a leader) are left out with the reason.
 
-import { fromGrpcError } from '../../errors';
+import { fromGrpcError } from '../../core/errors';
 import { revisionNumber } from './representation';
 import { replyJson, type V1Handler, type V1Request } from './router';
 import { admitted } from './etcd';

@@ -1,10 +1,10 @@
 // The etcd calls of the /v1/ API, in etcd's message forms (bytes as Buffers, int64 as decimal
 // strings), and the etcd errors /v1/ answers in HTTP's own terms (410 for a compacted revision).
 
-import { GatewayError, GrpcCode } from '../../errors';
-import { admit, type GrpcMessage } from '../context';
+import { GatewayError, GrpcCode } from '../../core/errors';
+import { admit, type GrpcMessage } from '../../core/context';
 import type { Cancellation } from '../../etcd/unary-channel';
-import type { WatchHub } from '../../streams/watch-hub';
+import type { WatchHub } from '../../core/watch/hub';
 import type { EtcdKeyValue } from './representation';
 import { problem, ProblemError } from './problem';
 import type { V1Request } from './router';

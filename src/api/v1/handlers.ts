@@ -1,8 +1,8 @@
 // Every /v1/ handler by operationId, over the shared core: the etcd client, the watch hub, the
 // keepalive stream and the body limit. A test checks the table against openapi.yaml's /v1/ operations.
 
-import type { KeepAliveHub } from '../../streams/keepalive';
-import type { WatchHub } from '../../streams/watch-hub';
+import type { KeepAliveHub } from '../../core/keepalive';
+import type { WatchHub } from '../../core/watch/hub';
 import { clusterHandlers } from './cluster';
 import { kvHandlers } from './kv';
 import { leaseHandlers } from './leases';
@@ -10,7 +10,7 @@ import { lockHandlers } from './locks';
 import type { V1Handler } from './router';
 import { watchHandlers } from './watch';
 import type { StreamLimits } from '../v3/watch';
-import type { Admission } from '../../security/admission';
+import type { Admission } from '../../core/admission';
 
 export interface V1Settings {
   hub: WatchHub;

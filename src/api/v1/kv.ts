@@ -3,8 +3,8 @@
 // that ride the watch hub.
 
 import { isUtf8 } from 'node:buffer';
-import type { WatchHub } from '../../streams/watch-hub';
-import type { GrpcMessage } from '../context';
+import type { WatchHub } from '../../core/watch/hub';
+import type { GrpcMessage } from '../../core/context';
 import { readBody } from '../router';
 import { admitted, call, prefixRange, readFailure, type RangeResponse, type ResponseHeader, type TxnResponse } from './etcd';
 import { decodeToken, encodeToken, listOptions, type ListOptions } from './paging';
@@ -14,7 +14,7 @@ import { revisionNumber, v1KeyValue, type EtcdKeyValue } from './representation'
 import { badRequest, reply, replyJson, type V1Handler, type V1Request } from './router';
 import { grant, MAX_LEASE_TTL, revokeQuietly } from './leases';
 import { tooManyConnections } from '../v3/watch';
-import { GatewayError, GrpcCode } from '../../errors';
+import { GatewayError, GrpcCode } from '../../core/errors';
 
 export interface KvSettings {
   hub: WatchHub;

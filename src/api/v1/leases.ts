@@ -1,9 +1,9 @@
 // /v1/leases: grant, list, look at, renew once and revoke leases. IDs are decimal strings (they exceed
 // 2^53); a path or query may also give them in hex as etcdctl prints them.
 
-import type { KeepAliveHub } from '../../streams/keepalive';
-import { GatewayError, GrpcCode } from '../../errors';
-import { parseJson, JsonSyntaxError } from '../../json/parse';
+import type { KeepAliveHub } from '../../core/keepalive';
+import { GatewayError, GrpcCode } from '../../core/errors';
+import { parseJson, JsonSyntaxError } from '../../protocol/json/parse';
 import { readBody } from '../router';
 import { admitted, call, cleanupCall } from './etcd';
 import { integer, leaseId } from './params';

@@ -13,8 +13,8 @@
 // the name, and the lease is seen alive after it. A lease that died while waiting is a 410, never a
 // 201. From the answer on, keeping the lease alive is the client's job (`"keepalive": "client"`).
 
-import { GatewayError, GrpcCode } from '../../errors';
-import type { KeepAliveHub } from '../../streams/keepalive';
+import { GatewayError, GrpcCode } from '../../core/errors';
+import type { KeepAliveHub } from '../../core/keepalive';
 import { Hangup } from '../router';
 import { admitted, call, cleanupCall, prefixRange, type RangeResponse, type TxnResponse } from './etcd';
 import { grant, MAX_LEASE_TTL, revokeQuietly } from './leases';

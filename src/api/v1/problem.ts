@@ -3,7 +3,7 @@
 // the store revision are added where they apply. Shared by the keys API and the watch streams.
 
 import { STATUS_CODES, type ServerResponse } from 'node:http';
-import { GatewayError, fromGrpcError } from '../../errors';
+import { GatewayError, fromGrpcError } from '../../core/errors';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 /** `type` URIs are relative references into the gateway's own docs: one per status. */

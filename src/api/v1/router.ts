@@ -5,11 +5,11 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type * as grpc from '@grpc/grpc-js';
-import type { Operation } from '../openapi';
-import { etcdMetadata, type Guard } from '../context';
+import type { Operation } from '../../core/contract/spec';
+import { etcdMetadata, type Guard } from '../../core/context';
 import { Hangup } from '../router';
 import type { EtcdClient } from '../../etcd/client';
-import { GatewayError, GrpcCode } from '../../errors';
+import { GatewayError, GrpcCode } from '../../core/errors';
 import { ProblemError, problem, problemFromError, sendProblem } from './problem';
 
 const ETCD_TOO_LARGE = 'etcdserver: request is too large';

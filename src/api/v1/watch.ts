@@ -11,18 +11,18 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type * as grpc from '@grpc/grpc-js';
-import type { GrpcMessage } from '../context';
-import type { SharedResponse, WatchConnection } from '../../streams/watch-hub';
-import { GatewayError, GrpcCode, fromGrpcError } from '../../errors';
+import type { GrpcMessage } from '../../core/context';
+import type { SharedResponse, WatchConnection } from '../../core/watch/hub';
+import { GatewayError, GrpcCode, fromGrpcError } from '../../core/errors';
 import { problem, sendProblem, type Problem } from './problem';
 import { revisionNumber, textOrBase64, v1KeyValue, type EtcdKeyValue } from './representation';
 import { badRequest, type V1Handler, type V1Request } from './router';
 import { pathBytes } from './params';
 import { admitted, prefixRange } from './etcd';
 import type { V1Settings } from './handlers';
-import { Outbox } from '../../streams/outbox';
-import { StallWatch } from '../../streams/stall';
-import { Admission, type WatchQuota } from '../../security/admission';
+import { Outbox } from '../../core/watch/outbox';
+import { StallWatch } from '../../core/watch/stall';
+import { Admission, type WatchQuota } from '../../core/admission';
 
 export const SSE_CONTENT_TYPE = 'text/event-stream';
 export const NDJSON_CONTENT_TYPE = 'application/x-ndjson';

@@ -1,6 +1,6 @@
 // Auth service: enabling auth, tokens, users and roles.
 
-import { forward, type UnaryHandler } from '../context';
+import { forward, type UnaryHandler } from '../../core/context';
 
 const write = { idempotent: false };
 const read = { idempotent: true };

@@ -1,6 +1,6 @@
 // Cluster service: membership.
 
-import { forward, type UnaryHandler } from '../context';
+import { forward, type UnaryHandler } from '../../core/context';
 
 export const clusterHandlers: Record<string, UnaryHandler> = {
   Cluster_MemberAdd: forward('Cluster', 'MemberAdd', { idempotent: false }),

@@ -1,8 +1,8 @@
 // KV service: range, put, deleterange, txn, compaction. Only reads may be re-sent to another member.
 
 import { constants } from 'node:buffer';
-import { GatewayError, GrpcCode } from '../../errors';
-import { forward, type GrpcMessage, type UnaryHandler } from '../context';
+import { GatewayError, GrpcCode } from '../../core/errors';
+import { forward, type GrpcMessage, type UnaryHandler } from '../../core/context';
 
 /** The longest string V8 can make (2^29 - 24 characters on 64-bit): an answer's JSON is one string. */
 export const MAX_JSON_CHARS = constants.MAX_STRING_LENGTH;

@@ -1,6 +1,6 @@
 // Lease service, unary part. Keepalives are streams (streams/keepalive.ts).
 
-import { forward, type UnaryHandler } from '../context';
+import { forward, type UnaryHandler } from '../../core/context';
 
 const timeToLive = forward('Lease', 'LeaseTimeToLive', { idempotent: true });
 

@@ -6,8 +6,8 @@
 // that expired while waiting still got a success (from etcd's gateway too) for a key that no longer
 // existed. One read txn after the Lock (the returned key, and the oldest key under the name) tells.
 
-import { forward, type GrpcMessage, type RequestContext, type UnaryHandler } from '../context';
-import { GatewayError, GrpcCode } from '../../errors';
+import { forward, type GrpcMessage, type RequestContext, type UnaryHandler } from '../../core/context';
+import { GatewayError, GrpcCode } from '../../core/errors';
 
 interface Kv {
   key?: Buffer;

@@ -1,7 +1,7 @@
 // Maintenance service, unary part. Snapshot is a stream (api/server-streams.ts). Status, hash and
 // defragment act on the member that answers, like etcd's gateway on that member.
 
-import { forward, type UnaryHandler } from '../context';
+import { forward, type UnaryHandler } from '../../core/context';
 
 export const maintenanceHandlers: Record<string, UnaryHandler> = {
   Maintenance_Alarm: forward('Maintenance', 'Alarm', { idempotent: false }),

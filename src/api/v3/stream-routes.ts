@@ -6,14 +6,14 @@
 //   sends, passed on with back-pressure so a snapshot is never held in memory.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Operation } from '../openapi';
-import { admit, etcdMetadata, type Guard } from '../context';
+import type { Operation } from '../../core/contract/spec';
+import { admit, etcdMetadata, type Guard } from '../../core/context';
 import { readJsonSequence, sendError, stampRequestId, type Route } from '../router';
 import { streamError, type MessageCodec } from './watch';
-import type { KeepAliveHub } from '../../streams/keepalive';
+import type { KeepAliveHub } from '../../core/keepalive';
 import type { EtcdClient, Service } from '../../etcd/client';
-import { fromGrpcError, httpStatusFromGrpcCode, invalidArgument } from '../../errors';
-import type { Admission } from '../../security/admission';
+import { fromGrpcError, httpStatusFromGrpcCode, invalidArgument } from '../../core/errors';
+import type { Admission } from '../../core/admission';
 
 function startStream(res: ServerResponse): void {
   if (res.headersSent) return;

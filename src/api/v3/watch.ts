@@ -2,17 +2,17 @@
 // `{"result": WatchResponse}` lines, one chunk each, open until the client leaves. The same message
 // codec serves the WebSocket transport (streams/websocket.ts).
 
-import type { ApiSpec, Operation } from '../openapi';
-import { admit, etcdMetadata, type GrpcMessage, type Guard } from '../context';
-import { decode, encode, normalizeNames } from '../../codec/codec';
-import type { ObjectShape } from '../../codec/shape';
-import { GatewayError, GrpcCode, httpStatusFromGrpcCode, invalidArgument, fromGrpcError } from '../../errors';
+import type { ApiSpec, Operation } from '../../core/contract/spec';
+import { admit, etcdMetadata, type GrpcMessage, type Guard } from '../../core/context';
+import { decode, encode, normalizeNames } from '../../core/contract/codec';
+import type { ObjectShape } from '../../core/contract/shape';
+import { GatewayError, GrpcCode, httpStatusFromGrpcCode, invalidArgument, fromGrpcError } from '../../core/errors';
 import { readJsonSequence, sendError, stampRequestId, type Route } from '../router';
-import type { WatchHub, WatchConnection } from '../../streams/watch-hub';
-import { TickCork } from '../../streams/tick-cork';
-import { StallWatch } from '../../streams/stall';
+import type { WatchHub, WatchConnection } from '../../core/watch/hub';
+import { TickCork } from '../../core/watch/tick-cork';
+import { StallWatch } from '../../core/watch/stall';
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
-import { Admission, type WatchQuota } from '../../security/admission';
+import { Admission, type WatchQuota } from '../../core/admission';
 
 export interface StreamLimits {
   maxConnections: number;
