@@ -14,7 +14,7 @@ const HEALTH_TIMEOUT_MS = 2_000;
 const READY_TIMEOUT_MS = 1_000;
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const GATEWAY_VERSION: string = require('../../../package.json').version;
+const GATEWAY_VERSION: string = require('../../../../package.json').version;
 
 /** etcd's cluster version is only published on its HTTP /version (read with etcd's TLS settings);
  *  derive it from the server version (as etcd does for a cluster of one version) when that fails. */
